@@ -1,0 +1,1 @@
+//! Harness for replicant's end-to-end tests.
