@@ -9,5 +9,8 @@
 //!   blob encodings (ziplist, listpack, intset, zipmap, stream nodes).
 #![forbid(unsafe_code)]
 
+pub mod cmd;
 pub mod display;
+pub mod net;
 pub mod rdb;
+pub mod resp;

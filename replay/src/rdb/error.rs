@@ -8,7 +8,9 @@ use bytes::Bytes;
 pub enum RdbError {
     #[error("not an RDB file: bad magic {found:?} at byte 0")]
     BadMagic { found: String },
-    #[error("unsupported RDB version: {magic} version {version} (supported: REDIS versions 1 to 12)")]
+    #[error(
+        "unsupported RDB version: {magic} version {version} (supported: REDIS versions 1 to 12)"
+    )]
     UnsupportedVersion { magic: String, version: u32 },
     #[error("corrupt RDB at byte {offset}{}: {what}", key_suffix(.key))]
     Corrupt {
