@@ -144,7 +144,8 @@ pub fn peek_args(buf: &Bytes, n: usize) -> Vec<Bytes> {
     let Some((b'*', argc)) = line(&mut pos) else {
         return out;
     };
-    for _ in 0..argc.min(n as i64) {
+    let argc = usize::try_from(argc).unwrap_or(0);
+    for _ in 0..argc.min(n) {
         let Some((b'$', len)) = line(&mut pos) else {
             break;
         };

@@ -1,0 +1,129 @@
+//! What a destination's reply means for the run: success, a per-key error that is logged,
+//! counted and passed over, or an error that stops the run (the destination cannot take writes,
+//! refuses us, or lacks a command).
+
+use crate::resp::Frame;
+
+/// The policy for an error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The destination took the command.
+    Ok,
+    /// This key could not be written (WRONGTYPE, BUSYKEY, a value error...): log, count, go on.
+    PerKey,
+    /// Stop the run: nothing later would be applied correctly (OOM, READONLY, NOAUTH, NOPERM,
+    /// an unknown command, an error code we do not know).
+    Fatal,
+}
+
+/// Error codes after which the run stops.
+const FATAL_CODES: &[&str] = &[
+    "OOM",
+    "READONLY",
+    "NOAUTH",
+    "NOPERM",
+    "WRONGPASS",
+    "MISCONF",
+    "MASTERDOWN",
+    "LOADING",
+    "BUSY",
+    "MOVED",
+    "ASK",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "CROSSSLOT",
+    "NOREPLICAS",
+];
+
+/// Error codes that concern one key only.
+const PER_KEY_CODES: &[&str] = &["WRONGTYPE", "BUSYKEY", "NOGROUP", "EXECABORT", "NOSCRIPT"];
+
+/// `ERR` messages that mean the destination lacks what the source has: stop, do not skip.
+const FATAL_ERR_PREFIXES: &[&str] = &[
+    "ERR unknown command",
+    "ERR unknown subcommand",
+    "ERR wrong number of arguments",
+    "ERR syntax error",
+];
+
+/// Classifies an error message (without the leading `-`).
+pub fn classify_error(msg: &str) -> Action {
+    let code = msg.split(' ').next().unwrap_or("");
+    if FATAL_CODES.contains(&code) {
+        return Action::Fatal;
+    }
+    if PER_KEY_CODES.contains(&code) {
+        return Action::PerKey;
+    }
+    if code == "ERR" {
+        if FATAL_ERR_PREFIXES.iter().any(|p| msg.starts_with(p)) {
+            return Action::Fatal;
+        }
+        return Action::PerKey;
+    }
+    Action::Fatal
+}
+
+/// The worst action a reply calls for (an EXEC reply holds one reply per queued command), and
+/// the message of the error that decided it.
+pub fn classify(f: &Frame) -> (Action, Option<String>) {
+    match f {
+        Frame::Error(e) => (classify_error(e), Some(e.to_string())),
+        Frame::Array(items) => {
+            let mut worst = (Action::Ok, None);
+            for it in items {
+                let (a, m) = classify(it);
+                if rank(a) > rank(worst.0) {
+                    worst = (a, m);
+                }
+            }
+            worst
+        }
+        _ => (Action::Ok, None),
+    }
+}
+
+fn rank(a: Action) -> u8 {
+    match a {
+        Action::Ok => 0,
+        Action::PerKey => 1,
+        Action::Fatal => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies() {
+        assert_eq!(
+            classify_error("WRONGTYPE Operation against a key"),
+            Action::PerKey
+        );
+        assert_eq!(
+            classify_error("BUSYKEY Target key name already exists."),
+            Action::PerKey
+        );
+        assert_eq!(classify_error("OOM command not allowed"), Action::Fatal);
+        assert_eq!(classify_error("READONLY You can't write"), Action::Fatal);
+        assert_eq!(
+            classify_error("NOPERM this user has no permissions"),
+            Action::Fatal
+        );
+        assert_eq!(
+            classify_error("ERR unknown command 'HPEXPIREAT'"),
+            Action::Fatal
+        );
+        assert_eq!(
+            classify_error("ERR value is not an integer"),
+            Action::PerKey
+        );
+        assert_eq!(classify_error("WEIRD something"), Action::Fatal);
+        let exec = Frame::Array(vec![
+            Frame::SimpleString("OK".into()),
+            Frame::Error("WRONGTYPE x".into()),
+        ]);
+        assert_eq!(classify(&exec).0, Action::PerKey);
+    }
+}
