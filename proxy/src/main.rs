@@ -1,1 +1,59 @@
-fn main() {}
+//! `replicant`: migrate a live Redis to another Redis by registering with the source as a
+//! replica, copying its snapshot and following its replication stream.
+//!
+//! # Layout
+//! - `cli`: the command line. `config`: URLs and which side is which. `fatal`: the one-line
+//!   error a failed run ends with. `shutdown`: signals as a cancellation token.
+//! - `source`: the replica link (handshake, RDB transfer, replication stream, ACKs).
+//! - `apply`: the destination writer set up from the command line (the work itself is in the
+//!   `replay` crate).
+//! - `sync`, `load`: the two commands.
+#![forbid(unsafe_code)]
+
+mod apply;
+mod cli;
+mod config;
+mod fatal;
+mod load;
+mod shutdown;
+mod source;
+mod sync;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("replicant: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let stop = CancellationToken::new();
+        shutdown::on_signals(stop.clone());
+        match cli.command {
+            cli::Command::Sync(a) => sync::run(a, stop).await,
+            cli::Command::Load(a) => load::run(a, stop).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("replicant: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

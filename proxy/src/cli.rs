@@ -1,0 +1,77 @@
+//! The command line: `replicant sync` and `replicant load`, their flags and defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "replicant",
+    version,
+    about = "Migrate a live Redis to another Redis: replicant registers with the source as a \
+             replica, copies its snapshot and then follows its replication stream."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing syntax), e.g. `info`, `debug`, `replay=debug`. Also RUST_LOG.
+    #[arg(long, global = true, default_value = "info", env = "RUST_LOG")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy the source's snapshot to the target, then replay its writes until SIGINT/SIGTERM.
+    Sync(SyncArgs),
+    /// Replay an RDB file onto the target and exit.
+    Load(LoadArgs),
+}
+
+/// Options of the destination writer and the planner, shared by `sync` and `load`.
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    /// Destination: redis://[[user]:password@]host[:port]. The password may instead come from
+    /// REPLICANT_TARGET_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// Values whose RDB form is larger than this are rewritten as ordinary commands in bounded
+    /// batches instead of one RESTORE.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub restore_max_bytes: usize,
+    /// Elements per rewritten command at most.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub batch_elements: usize,
+    /// Commands in flight to the destination at most.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub window_commands: usize,
+    /// Bytes in flight to the destination at most.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub window_bytes: usize,
+    /// Connect timeout for either side.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Source: redis://[[user]:password@]host[:port]. The password may instead come from
+    /// REPLICANT_SOURCE_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+    /// Port announced to the source with REPLCONF listening-port (informational).
+    #[arg(long, default_value_t = 0, value_name = "PORT")]
+    pub listening_port: u16,
+    /// On SIGINT/SIGTERM, wait at most this long for the destination to apply what is in flight.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub grace: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The RDB file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}

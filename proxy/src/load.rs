@@ -1,0 +1,92 @@
+//! `replicant load FILE.rdb`: the same parser, planner and writer as `sync`, fed from a file in
+//! chunks (the file is never read whole).
+
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use replay::dest::Op;
+use replay::plan::RdbPlanner;
+use replay::rdb::{Limits, RdbParser};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply;
+use crate::cli::LoadArgs;
+use crate::fatal::Fatal;
+
+const READ_CHUNK: usize = 256 * 1024;
+
+pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
+    let name = args.file.display().to_string();
+    let file_err = |e: &dyn std::fmt::Display| Fatal::other(format!("{name}: {e}"));
+    let mut file = tokio::fs::File::open(&args.file)
+        .await
+        .map_err(|e| file_err(&e))?;
+    let dest = apply::open(&args.apply).await?;
+    let tx = dest.writer.sender();
+    let mut parser = RdbParser::new(Limits {
+        whole_value_max: args.apply.restore_max_bytes,
+        ..Limits::default()
+    });
+    let mut planner = RdbPlanner::new(dest.caps, args.apply.restore_max_bytes, dest.batch);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK * 2);
+    let mut cmds = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
+    let result: Result<(), Fatal> = async {
+        loop {
+            while let Some(ev) = parser.next(&mut buf).map_err(|e| file_err(&e))? {
+                planner.plan(ev, &mut cmds).map_err(|e| file_err(&e))?;
+                ops.extend(cmds.drain(..).map(Op::Cmd));
+                if ops.len() >= 512 {
+                    send(&tx, &mut ops).await?;
+                }
+            }
+            if parser.is_done() {
+                break;
+            }
+            send(&tx, &mut ops).await?;
+            if buf.capacity() - buf.len() < READ_CHUNK {
+                buf.reserve(READ_CHUNK);
+            }
+            let n = tokio::select! {
+                r = file.read_buf(&mut buf) => r.map_err(|e| file_err(&e))?,
+                _ = stop.cancelled() => return Err(Fatal::other("interrupted")),
+            };
+            if n == 0 {
+                return parser.finish(&buf).map_err(|e| file_err(&e));
+            }
+        }
+        send(&tx, &mut ops).await
+    }
+    .await;
+    drop(tx);
+    let progress = dest.progress.clone();
+    let drained = dest.writer.finish().await;
+    result?;
+    drained.map_err(Fatal::target)?;
+    if !buf.is_empty() {
+        tracing::warn!(bytes = buf.len(), "bytes after the end of the RDB ignored");
+    }
+    let s = &planner.stats;
+    println!(
+        "loaded {name}: {} keys restored, {} rewritten ({} big), {} expired skipped, {} functions, {} field TTLs dropped, {} key errors",
+        s.keys_restored,
+        s.keys_rewritten,
+        s.keys_big,
+        s.keys_expired,
+        s.functions,
+        s.field_ttls_dropped,
+        progress.key_errors.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn send(tx: &tokio::sync::mpsc::Sender<Vec<Op>>, ops: &mut Vec<Op>) -> Result<(), Fatal> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let batch = std::mem::take(ops);
+    // A closed channel means the writer stopped: `finish` reports why.
+    let _ = tx.send(batch).await;
+    Ok(())
+}

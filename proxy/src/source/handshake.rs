@@ -1,0 +1,99 @@
+//! The replica handshake, as a real replica performs it: PING, AUTH, `REPLCONF listening-port`,
+//! `REPLCONF capa eof capa psync2`, then `PSYNC ? -1` and its answer.
+
+use bytes::Bytes;
+use replay::net::Endpoint;
+use replay::resp::{frame_error, frame_text, Conn};
+use tokio::net::TcpStream;
+
+use super::SourceError;
+
+/// What the source answered to PSYNC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullResync {
+    pub replid: String,
+    pub offset: u64,
+}
+
+/// Runs the handshake up to and including the PSYNC reply.
+pub async fn handshake(
+    conn: &mut Conn<TcpStream>,
+    ep: &Endpoint,
+    listening_port: u16,
+) -> Result<FullResync, SourceError> {
+    let pong = conn.call(&["PING"]).await?;
+    if let Some(e) = frame_error(&pong) {
+        // Authentication comes next; any other error is final.
+        if !(e.starts_with("NOAUTH") || e.starts_with("NOPERM")) {
+            return Err(SourceError::Refused(format!("PING refused: {e}")));
+        }
+    }
+    replay::net::auth(conn, ep).await?;
+    let port = listening_port.to_string();
+    // Masters ignore what they do not know; errors here are not fatal for a real replica either.
+    let r = conn.call(&["REPLCONF", "listening-port", &port]).await?;
+    if let Some(e) = frame_error(&r) {
+        if e.starts_with("NOAUTH") || e.starts_with("NOPERM") {
+            return Err(SourceError::Refused(format!("REPLCONF refused: {e}")));
+        }
+        tracing::debug!(reply = %e, "REPLCONF listening-port refused");
+    }
+    let r = conn.call(&["REPLCONF", "capa", "eof", "capa", "psync2"]).await?;
+    if let Some(e) = frame_error(&r) {
+        tracing::debug!(reply = %e, "REPLCONF capa refused");
+    }
+    conn.send(&["PSYNC", "?", "-1"]).await?;
+    loop {
+        let line = conn.read_line().await?;
+        if line.is_empty() {
+            continue; // keepalive while the master prepares
+        }
+        return parse_psync_reply(&line);
+    }
+}
+
+/// Interprets the PSYNC reply line.
+pub fn parse_psync_reply(line: &Bytes) -> Result<FullResync, SourceError> {
+    let text = String::from_utf8_lossy(line);
+    if let Some(rest) = text.strip_prefix("+FULLRESYNC ") {
+        let mut parts = rest.split_whitespace();
+        let replid = parts.next().unwrap_or("");
+        let offset = parts.next().and_then(|o| o.parse::<u64>().ok());
+        return match offset {
+            Some(offset) if replid.len() == 40 && replid.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(FullResync {
+                    replid: replid.to_string(),
+                    offset,
+                })
+            }
+            _ => Err(SourceError::Protocol(format!("malformed PSYNC reply {text:?}"))),
+        };
+    }
+    if text.starts_with("+CONTINUE") {
+        return Err(SourceError::Protocol(
+            "source answered +CONTINUE to a PSYNC with no replication id".into(),
+        ));
+    }
+    if let Some(err) = text.strip_prefix('-') {
+        return Err(SourceError::Refused(format!("PSYNC refused: {err}")));
+    }
+    Err(SourceError::Protocol(format!(
+        "unexpected PSYNC reply {:?}",
+        frame_text(&replay::resp::Frame::SimpleString(line.clone()))
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psync_replies() {
+        let id = "a".repeat(40);
+        let ok = parse_psync_reply(&Bytes::from(format!("+FULLRESYNC {id} 1234")));
+        assert_eq!(ok.expect("full").offset, 1234);
+        assert!(parse_psync_reply(&Bytes::from_static(b"+FULLRESYNC short 1")).is_err());
+        assert!(parse_psync_reply(&Bytes::from_static(b"-NOPERM no psync")).is_err());
+        assert!(parse_psync_reply(&Bytes::from_static(b"garbage")).is_err());
+    }
+}

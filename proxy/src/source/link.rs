@@ -1,0 +1,253 @@
+//! Drives one replica link: connect and handshake, read the RDB as it arrives and feed it
+//! through the parser and planner to the destination writer, then follow the replication
+//! stream. Nothing here waits for the whole RDB, and everything sent to the writer goes through
+//! its bounded channel.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use redis_protocol::resp2::decode::decode_bytes_mut;
+use replay::dest::{Op, Progress};
+use replay::net::Endpoint;
+use replay::plan::{BatchLimits, Caps, RdbPlanner};
+use replay::rdb::{Limits, RdbParser};
+use replay::resp::Conn;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::acker::AckState;
+use super::handshake::{handshake, FullResync};
+use super::stream::StreamState;
+use super::transfer::{parse_header, Transfer};
+use super::SourceError;
+
+/// Ops handed to the writer in one batch at most.
+const BATCH_OPS: usize = 512;
+
+/// How to reach the source and how to read it.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub endpoint: Endpoint,
+    pub connect_timeout: Duration,
+    /// Announced with `REPLCONF listening-port` (shown in the source's INFO replication).
+    pub listening_port: u16,
+    pub limits: Limits,
+    pub restore_max: usize,
+    pub batch: BatchLimits,
+}
+
+/// A link past the handshake, positioned at the start of the RDB.
+#[derive(Debug)]
+pub struct Link {
+    rd: OwnedReadHalf,
+    wr: Option<OwnedWriteHalf>,
+    buf: BytesMut,
+    pub resync: FullResync,
+    pub transfer: Transfer,
+    cfg: LinkConfig,
+}
+
+impl Link {
+    /// Connects, runs the replica handshake and reads the transfer header.
+    pub async fn connect(cfg: LinkConfig) -> Result<Link, SourceError> {
+        let stream = replay::net::connect(&cfg.endpoint, cfg.connect_timeout).await?;
+        let mut conn = Conn::new(stream);
+        let resync = handshake(&mut conn, &cfg.endpoint, cfg.listening_port).await?;
+        tracing::info!(replid = %resync.replid, offset = resync.offset, "full resync: the source is sending its snapshot");
+        let transfer = loop {
+            let line = conn.read_line().await?;
+            if !line.is_empty() {
+                break parse_header(&line)?;
+            }
+        };
+        let (stream, buf) = conn.into_parts();
+        let (rd, wr) = stream.into_split();
+        Ok(Link {
+            rd,
+            wr: Some(wr),
+            buf,
+            resync,
+            transfer,
+            cfg,
+        })
+    }
+
+    /// The write half, for the acker.
+    pub fn take_writer(&mut self) -> Option<OwnedWriteHalf> {
+        self.wr.take()
+    }
+
+    /// Reads the snapshot and then the stream until `stop` is cancelled (`Ok`) or something
+    /// fails. `tx` is the destination writer's input.
+    pub async fn run(
+        mut self,
+        caps: Caps,
+        tx: mpsc::Sender<Vec<Op>>,
+        progress: Arc<Progress>,
+        ack: Arc<AckState>,
+        stop: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let mut ops = Vec::with_capacity(BATCH_OPS);
+        if !self.snapshot(caps, &tx, &mut ops, &stop).await? {
+            return Ok(());
+        }
+        ops.push(Op::Mark(self.resync.offset));
+        send(&tx, &mut ops, &stop).await?;
+        ack.streaming.store(true, Ordering::Release);
+        ack.now.notify_one();
+        tracing::info!(offset = self.resync.offset, applied = progress.applied(), "snapshot read; following the replication stream");
+
+        let mut st = StreamState::new(self.resync.offset);
+        loop {
+            loop {
+                match decode_bytes_mut(&mut self.buf) {
+                    Ok(Some((frame, n, raw))) => {
+                        let at = st.offset;
+                        let getack = st.on_frame(&frame, n, raw, &mut ops).map_err(|e| {
+                            SourceError::Protocol(format!("replication stream at offset {at}: {e}"))
+                        })?;
+                        if getack {
+                            ack.now.notify_one();
+                        }
+                        if ops.len() >= BATCH_OPS {
+                            send(&tx, &mut ops, &stop).await?;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(SourceError::Protocol(format!(
+                            "replication stream at offset {}: {e}",
+                            st.offset
+                        )))
+                    }
+                }
+            }
+            send(&tx, &mut ops, &stop).await?;
+            if !self.read_more(&tx, &stop).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads and applies the RDB. `Ok(false)` when stopped before it ended.
+    async fn snapshot(
+        &mut self,
+        caps: Caps,
+        tx: &mpsc::Sender<Vec<Op>>,
+        ops: &mut Vec<Op>,
+        stop: &CancellationToken,
+    ) -> Result<bool, SourceError> {
+        let mut parser = RdbParser::new(self.cfg.limits);
+        let mut planner = RdbPlanner::new(caps, self.cfg.restore_max, self.cfg.batch);
+        let mut cmds = Vec::new();
+        loop {
+            while let Some(ev) = parser.next(&mut self.buf)? {
+                planner.plan(ev, &mut cmds)?;
+                ops.extend(cmds.drain(..).map(Op::Cmd));
+                if ops.len() >= BATCH_OPS {
+                    send(tx, ops, stop).await?;
+                }
+            }
+            if parser.is_done() {
+                break;
+            }
+            if let Transfer::Sized(len) = self.transfer {
+                if parser.offset() + self.buf.len() as u64 >= len {
+                    return Err(parser
+                        .finish(&self.buf)
+                        .err()
+                        .map(SourceError::from)
+                        .unwrap_or_else(|| {
+                            SourceError::Protocol("RDB shorter than announced".into())
+                        }));
+                }
+            }
+            send(tx, ops, stop).await?;
+            match self.read_more(tx, stop).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(SourceError::Conn(replay::resp::ConnError::Closed)) => {
+                    return Err(parser.finish(&self.buf).err().map_or(
+                        SourceError::Conn(replay::resp::ConnError::Closed),
+                        |e| SourceError::Protocol(format!("the source closed the link during the snapshot: {e}")),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match self.transfer {
+            Transfer::Sized(len) if parser.offset() != len => {
+                return Err(SourceError::Protocol(format!(
+                    "RDB ended at byte {} but the transfer announced {len} bytes",
+                    parser.offset()
+                )));
+            }
+            Transfer::Sized(_) => {}
+            Transfer::Diskless(mark) => {
+                while self.buf.len() < mark.len() {
+                    if !self.read_more(tx, stop).await? {
+                        return Ok(false);
+                    }
+                }
+                if self.buf[..mark.len()] != mark {
+                    return Err(SourceError::Protocol(
+                        "diskless transfer: the EOF mark does not follow the RDB".into(),
+                    ));
+                }
+                let _ = self.buf.split_to(mark.len());
+            }
+        }
+        let s = &planner.stats;
+        tracing::info!(
+            rdb_bytes = parser.offset(),
+            restored = s.keys_restored,
+            rewritten = s.keys_rewritten,
+            big = s.keys_big,
+            expired_skipped = s.keys_expired,
+            field_ttls_dropped = s.field_ttls_dropped,
+            functions = s.functions,
+            "snapshot planned"
+        );
+        Ok(true)
+    }
+
+    /// Reads more bytes from the source. `Ok(false)` when stopped.
+    async fn read_more(
+        &mut self,
+        tx: &mpsc::Sender<Vec<Op>>,
+        stop: &CancellationToken,
+    ) -> Result<bool, SourceError> {
+        if self.buf.capacity() - self.buf.len() < 32 * 1024 {
+            self.buf.reserve(256 * 1024);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => Ok(false),
+            _ = tx.closed() => Err(SourceError::WriterGone),
+            r = self.rd.read_buf(&mut self.buf) => match r? {
+                0 => Err(SourceError::Conn(replay::resp::ConnError::Closed)),
+                _ => Ok(true),
+            },
+        }
+    }
+}
+
+/// Hands the batch to the writer, waiting while its queue is full (backpressure).
+async fn send(
+    tx: &mpsc::Sender<Vec<Op>>,
+    ops: &mut Vec<Op>,
+    stop: &CancellationToken,
+) -> Result<(), SourceError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let batch = std::mem::replace(ops, Vec::with_capacity(BATCH_OPS));
+    tokio::select! {
+        r = tx.send(batch) => r.map_err(|_| SourceError::WriterGone),
+        // Stopping: what is not handed over is not applied, and not acknowledged either.
+        _ = stop.cancelled() => Ok(()),
+    }
+}
