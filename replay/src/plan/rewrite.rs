@@ -190,7 +190,7 @@ fn stream_group(key: &Bytes, g: &StreamGroup, caps: &Caps, out: &mut Vec<Command
     }
     for p in &g.pending {
         let id = p.id.to_bytes();
-        let mut e = Encoder::new(14, 128);
+        let mut e = Encoder::new(12, 128);
         e.arg(b"XCLAIM").arg(key).arg(&g.name).arg(&p.consumer);
         e.arg(b"0").arg(&id);
         e.arg(b"TIME").int(p.delivery_time);
