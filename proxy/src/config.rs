@@ -53,9 +53,7 @@ pub fn parse_endpoint(text: &str, env_password: Option<String>) -> Result<Endpoi
         .trim_end_matches(']')
         .to_string();
     let port = url.port().unwrap_or(6379);
-    let decode = |s: &str| {
-        percent_decode(s).map_err(|e| format!("{}: {e}", redact(&url)))
-    };
+    let decode = |s: &str| percent_decode(s).map_err(|e| format!("{}: {e}", redact(&url)));
     let user = match url.username() {
         "" => None,
         u => Some(decode(u)?),
@@ -114,9 +112,15 @@ mod tests {
     #[test]
     fn urls() {
         let e = parse_endpoint("redis://127.0.0.1:7000", None).expect("plain");
-        assert_eq!((e.host.as_str(), e.port, e.password), ("127.0.0.1", 7000, None));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.password),
+            ("127.0.0.1", 7000, None)
+        );
         let e = parse_endpoint("redis://:s%40cret@h", None).expect("password only");
-        assert_eq!((e.user, e.password.as_deref(), e.port), (None, Some("s@cret"), 6379));
+        assert_eq!(
+            (e.user, e.password.as_deref(), e.port),
+            (None, Some("s@cret"), 6379)
+        );
         let e = parse_endpoint("redis://alice:pw@h:1", None).expect("user");
         assert_eq!(e.user.as_deref(), Some("alice"));
         let e = parse_endpoint("h:2", Some("env".into())).expect("bare");

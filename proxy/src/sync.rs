@@ -51,7 +51,13 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     });
     let tx = dest.writer.sender();
     let result = link
-        .run(dest.caps, tx, dest.progress.clone(), ack.clone(), stop.clone())
+        .run(
+            dest.caps,
+            tx,
+            dest.progress.clone(),
+            ack.clone(),
+            stop.clone(),
+        )
         .await;
     let progress = dest.progress.clone();
     let outcome = match result {
@@ -65,13 +71,12 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
                 }
             }
         }
-        Err(SourceError::WriterGone) => Err(Fatal::target(
-            dest.writer
-                .finish()
-                .await
-                .err()
-                .map_or("the destination writer stopped".to_string(), |e| e.to_string()),
-        )),
+        Err(SourceError::WriterGone) => {
+            Err(Fatal::target(dest.writer.finish().await.err().map_or(
+                "the destination writer stopped".to_string(),
+                |e| e.to_string(),
+            )))
+        }
         Err(e) => {
             dest.writer.abort();
             Err(Fatal::source(e))

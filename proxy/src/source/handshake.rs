@@ -38,7 +38,9 @@ pub async fn handshake(
         }
         tracing::debug!(reply = %e, "REPLCONF listening-port refused");
     }
-    let r = conn.call(&["REPLCONF", "capa", "eof", "capa", "psync2"]).await?;
+    let r = conn
+        .call(&["REPLCONF", "capa", "eof", "capa", "psync2"])
+        .await?;
     if let Some(e) = frame_error(&r) {
         tracing::debug!(reply = %e, "REPLCONF capa refused");
     }
@@ -66,7 +68,9 @@ pub fn parse_psync_reply(line: &Bytes) -> Result<FullResync, SourceError> {
                     offset,
                 })
             }
-            _ => Err(SourceError::Protocol(format!("malformed PSYNC reply {text:?}"))),
+            _ => Err(SourceError::Protocol(format!(
+                "malformed PSYNC reply {text:?}"
+            ))),
         };
     }
     if text.starts_with("+CONTINUE") {

@@ -99,7 +99,11 @@ impl Link {
         send(&tx, &mut ops, &stop).await?;
         ack.streaming.store(true, Ordering::Release);
         ack.now.notify_one();
-        tracing::info!(offset = self.resync.offset, applied = progress.applied(), "snapshot read; following the replication stream");
+        tracing::info!(
+            offset = self.resync.offset,
+            applied = progress.applied(),
+            "snapshot read; following the replication stream"
+        );
 
         let mut st = StreamState::new(self.resync.offset);
         loop {
@@ -173,7 +177,11 @@ impl Link {
                 Err(SourceError::Conn(replay::resp::ConnError::Closed)) => {
                     return Err(parser.finish(&self.buf).err().map_or(
                         SourceError::Conn(replay::resp::ConnError::Closed),
-                        |e| SourceError::Protocol(format!("the source closed the link during the snapshot: {e}")),
+                        |e| {
+                            SourceError::Protocol(format!(
+                                "the source closed the link during the snapshot: {e}"
+                            ))
+                        },
                     ));
                 }
                 Err(e) => return Err(e),

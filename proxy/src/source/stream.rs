@@ -165,7 +165,10 @@ mod tests {
         }
         assert!(matches!(ops[1], Op::Mark(_)));
         assert_eq!(st.offset, 100 + wire.len() as u64);
-        assert_eq!(offsets(&ops), vec![Some(100 + set.len() as u64), Some(st.offset)]);
+        assert_eq!(
+            offsets(&ops),
+            vec![Some(100 + set.len() as u64), Some(st.offset)]
+        );
     }
 
     #[test]
@@ -173,7 +176,10 @@ mod tests {
         let mut st = StreamState::new(0);
         let wire = b"*1\r\n$5\r\nMULTI\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n5\r\n*2\r\n$4\r\nINCR\r\n$1\r\nx\r\n*1\r\n$4\r\nEXEC\r\n";
         let (ops, _) = feed(&mut st, wire);
-        assert_eq!(offsets(&ops), vec![None, None, None, Some(wire.len() as u64)]);
+        assert_eq!(
+            offsets(&ops),
+            vec![None, None, None, Some(wire.len() as u64)]
+        );
         assert_eq!(st.db, 5);
         assert!(!st.in_tx);
     }
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn getack_asks_for_an_ack() {
         let mut st = StreamState::new(0);
-        let (ops, ack) = feed(&mut st, b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
+        let (ops, ack) = feed(
+            &mut st,
+            b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n",
+        );
         assert!(ack);
         assert!(matches!(ops[0], Op::Mark(_)));
     }
@@ -190,6 +199,8 @@ mod tests {
     fn rejects_non_commands() {
         let mut st = StreamState::new(0);
         let mut out = Vec::new();
-        assert!(st.on_frame(&Frame::Integer(3), 4, Bytes::new(), &mut out).is_err());
+        assert!(st
+            .on_frame(&Frame::Integer(3), 4, Bytes::new(), &mut out)
+            .is_err());
     }
 }

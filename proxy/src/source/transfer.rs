@@ -52,11 +52,17 @@ mod tests {
 
     #[test]
     fn headers() {
-        assert_eq!(parse_header(&Bytes::from_static(b"$123")).ok(), Some(Transfer::Sized(123)));
+        assert_eq!(
+            parse_header(&Bytes::from_static(b"$123")).ok(),
+            Some(Transfer::Sized(123))
+        );
         let mark = [b'x'; 40];
         let mut l = b"$EOF:".to_vec();
         l.extend_from_slice(&mark);
-        assert_eq!(parse_header(&Bytes::from(l)).ok(), Some(Transfer::Diskless(mark)));
+        assert_eq!(
+            parse_header(&Bytes::from(l)).ok(),
+            Some(Transfer::Diskless(mark))
+        );
         assert!(parse_header(&Bytes::from_static(b"$EOF:short")).is_err());
         assert!(parse_header(&Bytes::from_static(b"$-1")).is_err());
         assert!(parse_header(&Bytes::from_static(b"-ERR nope")).is_err());

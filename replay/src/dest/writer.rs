@@ -290,7 +290,7 @@ async fn recv_replies(
             (Action::Ok, _) => {}
             (Action::PerKey, msg) => {
                 let n = progress.key_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                if n <= LOGGED_KEY_ERRORS || n % 1000 == 0 {
+                if n <= LOGGED_KEY_ERRORS || n.is_multiple_of(1000) {
                     let (name, key) = cmd.describe();
                     tracing::warn!(
                         command = %name,

@@ -312,7 +312,13 @@ impl RdbParser {
                         Op::Eof(None)
                     }
                 }
-                ty => Op::Key(ty, c.string()?),
+                ty if layout(ty).is_some() => Op::Key(ty, c.string()?),
+                ty => {
+                    return Err(Fail::Corrupt {
+                        at: 0,
+                        what: format!("unknown type or opcode {ty}"),
+                    })
+                }
             })
         })();
         let op_parsed = match parsed {
@@ -435,8 +441,11 @@ impl RdbParser {
                 let raw = self.consume(buf, n);
                 return Ok(Step::Emit(Event::Entry(Entry { meta, raw })));
             }
-            match reader.next_unit(&buf[*pos..]) {
-                Ok((n, _unit)) => *pos += n,
+            let checked = reader
+                .next_unit(&buf[*pos..])
+                .and_then(|(n, unit)| reader.check(&unit, &buf[*pos..*pos + n]).map(|()| n));
+            match checked {
+                Ok(n) => *pos += n,
                 Err(Fail::Incomplete) => {
                     let lay = layout(meta.ty).map(|l| l.0);
                     let can_stream = lay.is_some_and(ValueReader::streamable);

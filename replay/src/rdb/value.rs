@@ -363,6 +363,75 @@ impl ValueReader {
         }
     }
 
+    /// Checks an encoded blob that will be sent on whole, as Redis checks it when loading: the
+    /// old encodings that Redis converts on load (zipmap, ziplist) are decoded in full; the
+    /// current ones (listpack, intset) get the header and terminator checks of a shallow
+    /// validation. `bytes` are the unit's bytes.
+    pub(crate) fn check(&self, unit: &Unit, bytes: &[u8]) -> Res<()> {
+        let (r, deep) = match (unit, self.layout) {
+            (Unit::Blob(r), Layout::Blob(Blob::Zipmap | Blob::ListZiplist))
+            | (Unit::Blob(r), Layout::Blob(Blob::ZsetZiplist | Blob::HashZiplist)) => (r, true),
+            (Unit::QuicklistNode { plain: false, data }, Layout::Quicklist) => (data, true),
+            (Unit::Blob(r), _)
+            | (
+                Unit::QuicklistNode {
+                    plain: false,
+                    data: r,
+                },
+                _,
+            ) => (r, false),
+            _ => return Ok(()),
+        };
+        let at = match r {
+            StrRef::Raw(range) | StrRef::Lzf { data: range, .. } => range.start,
+            StrRef::Int(_) => 0,
+        };
+        let fail = |what: String| Fail::Corrupt { at, what };
+        let data = match r {
+            StrRef::Raw(range) => Bytes::copy_from_slice(&bytes[range.clone()]),
+            StrRef::Int(_) => return Err(fail("encoded value stored as an integer".into())),
+            // Decompressing only to check a current encoding costs too much on the hot path.
+            StrRef::Lzf { .. } if !deep => return Ok(()),
+            StrRef::Lzf { .. } => r.to_bytes(&Bytes::copy_from_slice(bytes)).map_err(fail)?,
+        };
+        if deep {
+            let checked = match (unit, self.layout) {
+                (_, Layout::Blob(Blob::Zipmap)) => blob::zipmap::decode(&data).map(|_| ()),
+                _ => blob::ziplist::decode(&data).map(|_| ()),
+            };
+            return checked.map_err(|e| fail(e.to_string()));
+        }
+        match self.layout {
+            Layout::Blob(Blob::Intset) => {
+                let width = data
+                    .get(..4)
+                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                let count = data
+                    .get(4..8)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                match (width, count) {
+                    (Some(w @ (2 | 4 | 8)), Some(n))
+                        if 8 + u64::from(w) * u64::from(n) == data.len() as u64 =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(fail("intset header does not match its length".into())),
+                }
+            }
+            _ => {
+                let total = data
+                    .get(..4)
+                    .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize);
+                if data.len() < 7 || total != Some(data.len()) || data.last() != Some(&0xFF) {
+                    return Err(fail(
+                        "listpack header or terminator does not match its length".into(),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Turns a completed unit into content, kept until [`Self::take`]. `unit` holds exactly the
     /// bytes `next_unit` measured for it.
     pub(crate) fn materialize(&mut self, unit: Unit, bytes: &Bytes) -> Res<()> {
