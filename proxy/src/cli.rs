@@ -63,6 +63,10 @@ pub struct SyncArgs {
     /// Port announced to the source with REPLCONF listening-port (informational).
     #[arg(long, default_value_t = 0, value_name = "PORT")]
     pub listening_port: u16,
+    /// Give up the source link when the source sends nothing for this long (like a replica's
+    /// repl-timeout; the source pings its replicas every 10 s).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub source_timeout: u64,
     /// On SIGINT/SIGTERM, wait at most this long for the destination to apply what is in flight.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub grace: u64,

@@ -24,6 +24,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         endpoint: source.clone(),
         connect_timeout: Duration::from_secs(args.apply.connect_timeout.max(1)),
         listening_port: args.listening_port,
+        read_timeout: Duration::from_secs(args.source_timeout.max(1)),
         limits: Limits {
             whole_value_max: args.apply.restore_max_bytes,
             ..Limits::default()

@@ -35,6 +35,9 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// Announced with `REPLCONF listening-port` (shown in the source's INFO replication).
     pub listening_port: u16,
+    /// The link is given up when the source sends nothing for this long (the source pings its
+    /// replicas every 10 s and sends newlines while it prepares a snapshot).
+    pub read_timeout: Duration,
     pub limits: Limits,
     pub restore_max: usize,
     pub batch: BatchLimits,
@@ -56,10 +59,24 @@ impl Link {
     pub async fn connect(cfg: LinkConfig) -> Result<Link, SourceError> {
         let stream = replay::net::connect(&cfg.endpoint, cfg.connect_timeout).await?;
         let mut conn = Conn::new(stream);
-        let resync = handshake(&mut conn, &cfg.endpoint, cfg.listening_port).await?;
+        let silent = || {
+            SourceError::Protocol(format!(
+                "nothing received from the source for {} s during the handshake",
+                cfg.read_timeout.as_secs()
+            ))
+        };
+        let resync = tokio::time::timeout(
+            cfg.read_timeout,
+            handshake(&mut conn, &cfg.endpoint, cfg.listening_port),
+        )
+        .await
+        .map_err(|_| silent())??;
         tracing::info!(replid = %resync.replid, offset = resync.offset, "full resync: the source is sending its snapshot");
         let transfer = loop {
-            let line = conn.read_line().await?;
+            // Each newline (the source's keepalive while it prepares) restarts the clock.
+            let line = tokio::time::timeout(cfg.read_timeout, conn.read_line())
+                .await
+                .map_err(|_| silent())??;
             if !line.is_empty() {
                 break parse_header(&line)?;
             }
@@ -232,12 +249,19 @@ impl Link {
         if self.buf.capacity() - self.buf.len() < 32 * 1024 {
             self.buf.reserve(256 * 1024);
         }
+        let timeout = self.cfg.read_timeout;
         tokio::select! {
             _ = stop.cancelled() => Ok(false),
             _ = tx.closed() => Err(SourceError::WriterGone),
-            r = self.rd.read_buf(&mut self.buf) => match r? {
-                0 => Err(SourceError::Conn(replay::resp::ConnError::Closed)),
-                _ => Ok(true),
+            r = tokio::time::timeout(timeout, self.rd.read_buf(&mut self.buf)) => match r {
+                Err(_) => Err(SourceError::Protocol(format!(
+                    "nothing received from the source for {} s",
+                    timeout.as_secs()
+                ))),
+                Ok(r) => match r? {
+                    0 => Err(SourceError::Conn(replay::resp::ConnError::Closed)),
+                    _ => Ok(true),
+                },
             },
         }
     }

@@ -204,3 +204,21 @@ mod tests {
             .is_err());
     }
 }
+#[cfg(test)]
+mod hostile {
+    use bytes::BytesMut;
+    use redis_protocol::resp2::decode::decode_bytes_mut;
+
+    #[test]
+    fn huge_counts_do_not_allocate() {
+        for wire in [
+            &b"*2147483647\r\n"[..],
+            b"*9223372036854775807\r\n$3\r\nSET\r\n",
+            b"$2147483647\r\nabc",
+        ] {
+            let mut buf = BytesMut::from(wire);
+            let r = decode_bytes_mut(&mut buf);
+            assert!(matches!(r, Ok(None) | Err(_)), "{r:?}");
+        }
+    }
+}
