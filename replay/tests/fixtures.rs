@@ -73,8 +73,6 @@ fn expected_failure(name: &str) -> Option<&'static str> {
         "invalid_chksum_v8.rdb" => Some("checksum"),
         "corrupt_ziplist.rdb" => Some("corrupt"),
         "future_v19.rdb" => Some("unsupported RDB version"),
-        // A Redis Enterprise opcode (107): not something a Redis server writes or loads.
-        "redis_ent_opcode_ram_lru.rdb" => Some("unknown type or opcode 107"),
         _ => None,
     }
 }

@@ -14,7 +14,9 @@
 //!   and `replicant load` to completion, both under deadlines.
 //! - [`barrier`]: reads the source's `INFO replication` and waits until the replica (replicant)
 //!   has acknowledged everything the source wrote: the sync barrier.
-//! - [`compare`]: `assert_same_dataset` and the list of differences behind it.
+//! - [`compare`]: `assert_same_dataset` and the list of differences behind it (value diffs in
+//!   `compare/values.rs`, stream metadata in `compare/streams.rs`).
+//! - [`display`]: replies and binary bytes as readable text for failure messages.
 //! - [`workload`]: a deterministic mixed write workload on a thread, at a bounded rate.
 //! - [`dataset`]: fills a server with every type and encoding Redis 7.0 has, big keys included.
 //! - [`manifest`]: reads the `*.manifest.txt` files that describe the server-written fixtures.
@@ -27,6 +29,7 @@
 pub mod barrier;
 pub mod compare;
 pub mod dataset;
+pub mod display;
 pub mod fixtures;
 pub mod manifest;
 pub mod replicant;
@@ -43,5 +46,7 @@ use std::sync::{Mutex, MutexGuard};
 pub fn heavy_test_guard() -> MutexGuard<'static, ()> {
     static HEAVY: Mutex<()> = Mutex::new(());
     // A test that panicked while holding the guard poisons it; the next test may still run.
-    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 /// An RDB decoding error. Offsets are absolute positions in the RDB stream.
 #[derive(Debug, thiserror::Error)]
 pub enum RdbError {
-    #[error("not an RDB file: bad magic {found:?} at byte 0")]
+    #[error("not an RDB file: bad magic {found} at byte 0")]
     BadMagic { found: String },
     #[error(
         "unsupported RDB version: {magic} version {version} (supported: REDIS versions 1 to 12)"

@@ -297,6 +297,11 @@ impl RdbParser {
                 0xFE => Op::Select(c.len()?),
                 0xF9 => Op::Freq(c.u8()?),
                 0xF8 => Op::Idle(c.len()?),
+                // Redis Enterprise's RAM_LRU: one length, meaningless outside that product.
+                0x6B => {
+                    c.len()?;
+                    Op::Ignored
+                }
                 0xF7 => Op::ModuleAux,
                 0xF5 => Op::Function(c.string()?),
                 0xF4 => {
@@ -372,7 +377,7 @@ impl RdbParser {
                 self.idle = Some(i);
                 Step::Continue
             }
-            Op::SlotInfo => Step::Continue,
+            Op::SlotInfo | Op::Ignored => Step::Continue,
             Op::Function(code) => Step::Emit(Event::Function {
                 code: string(&code)?,
             }),
@@ -572,6 +577,7 @@ enum Op {
     ModuleAux,
     Function(StrRef),
     SlotInfo,
+    Ignored,
     Eof(Option<u64>),
     Key(u8, StrRef),
 }

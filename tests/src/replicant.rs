@@ -1,0 +1,378 @@
+//! Running the `replicant` binary: `sync` as a supervised child, `load` to completion.
+//!
+//! The binary is `$REPLICANT_BIN` if set, else `debug/replicant` under `$CARGO_TARGET_DIR` or
+//! the workspace's `target/`. It is built by `cargo build --workspace`, not by this package,
+//! which never links replicant's crates (a warning says so when the binary is older than its
+//! sources). Children get stdin from `/dev/null` and write stdout
+//! and stderr to files in their own temp dir (a pipe nobody reads could block them). The
+//! inherited `REPLICANT_*_PASSWORD` variables are removed unless a test sets them, and so is
+//! `RUST_LOG` (replicant's log filter), unless `REPLICANT_TESTS_LOG` gives one.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Once;
+use std::time::{Duration, SystemTime};
+
+use tempfile::TempDir;
+
+use crate::wait::{self, Check};
+
+/// How long `replicant` may take to exit after SIGTERM (scaled).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default deadline for `replicant load` (scaled).
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The environment variables that carry passwords.
+const PASSWORD_VARS: [&str; 2] = ["REPLICANT_SOURCE_PASSWORD", "REPLICANT_TARGET_PASSWORD"];
+
+/// The `replicant` binary; panics with what to do if it has not been built.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("REPLICANT_BIN") {
+        return PathBuf::from(path);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package lives inside the workspace")
+        .to_path_buf();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    };
+    let path = target.join("debug").join("replicant");
+    assert!(
+        path.is_file(),
+        "replicant binary not found at {}: run `cargo build --workspace` first \
+         (or set REPLICANT_BIN to the binary to test)",
+        path.display()
+    );
+    static STALE_CHECK: Once = Once::new();
+    STALE_CHECK.call_once(|| warn_if_stale(&path, &workspace));
+    path
+}
+
+/// Warns (once) when a source file of replicant is newer than the binary: this package cannot
+/// build the binary itself, and testing an old one is a confusing way to lose an hour.
+fn warn_if_stale(binary: &Path, workspace: &Path) {
+    let Ok(built) = fs::metadata(binary).and_then(|meta| meta.modified()) else {
+        return;
+    };
+    let mut newer = None;
+    for dir in ["proxy", "replay"] {
+        visit_files(&workspace.join(dir), &mut |file, modified| {
+            if modified > built
+                && file
+                    .extension()
+                    .is_some_and(|ext| ext == "rs" || ext == "toml")
+            {
+                newer = Some(file.to_path_buf());
+            }
+        });
+    }
+    if let Some(file) = newer {
+        eprintln!(
+            "warning: {} is older than {}: run `cargo build --workspace` to test the current code",
+            binary.display(),
+            file.display()
+        );
+    }
+}
+
+fn visit_files(dir: &Path, visit: &mut dyn FnMut(&Path, SystemTime)) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            visit_files(&path, visit);
+        } else if let Ok(modified) = entry.metadata().and_then(|meta| meta.modified()) {
+            visit(&path, modified);
+        }
+    }
+}
+
+/// What a finished (or killed) `replicant` run left behind.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The run outlived its deadline and was killed (then `status` is the kill's).
+    pub timed_out: bool,
+}
+
+impl RunOutput {
+    /// The command's result in a few lines, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "status: {}{}\n--- stderr ---\n{}\n--- stdout (tail) ---\n{}",
+            self.status,
+            if self.timed_out {
+                " (killed at the deadline)"
+            } else {
+                ""
+            },
+            tail(&self.stderr, 30),
+            tail(&self.stdout, 10)
+        )
+    }
+}
+
+/// `replicant load FILE --target URL`, under [`LOAD_TIMEOUT`].
+pub fn load(file: &Path, target_url: &str) -> RunOutput {
+    load_with_timeout(file, target_url, LOAD_TIMEOUT)
+}
+
+/// `replicant load FILE --target URL`; killed after `timeout` (scaled).
+pub fn load_with_timeout(file: &Path, target_url: &str, timeout: Duration) -> RunOutput {
+    load_with_args(file, target_url, &[], timeout)
+}
+
+/// `replicant load FILE --target URL EXTRA…`; killed after `timeout` (scaled).
+pub fn load_with_args(
+    file: &Path,
+    target_url: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> RunOutput {
+    let mut args = vec![
+        OsString::from("load"),
+        file.as_os_str().to_owned(),
+        OsString::from("--target"),
+        OsString::from(target_url),
+    ];
+    args.extend(extra.iter().map(OsString::from));
+    run(&args, &[], timeout)
+}
+
+/// Runs `replicant ARGS` with extra environment `env` until it exits or `timeout` (scaled).
+pub fn run(args: &[OsString], env: &[(&str, &str)], timeout: Duration) -> RunOutput {
+    let mut process = Process::spawn(args, env);
+    let status = process.wait_exit(timeout);
+    let timed_out = status.is_none();
+    let status = match status {
+        Some(status) => status,
+        None => process.kill(),
+    };
+    RunOutput {
+        status,
+        stdout: read_lossy(&process.stdout_path()),
+        stderr: read_lossy(&process.stderr_path()),
+        timed_out,
+    }
+}
+
+/// A running `replicant sync`. Dropping it kills the process; [`SyncProcess::stop`] is the
+/// orderly way (SIGTERM, then exit status 0 is asserted).
+pub struct SyncProcess {
+    process: Process,
+}
+
+/// How to start a [`SyncProcess`].
+pub struct SyncBuilder {
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+}
+
+impl SyncBuilder {
+    /// Adds command-line arguments after `--source … --target …`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(OsString::from(arg));
+        self
+    }
+
+    /// Sets an environment variable for the child (e.g. `REPLICANT_SOURCE_PASSWORD`).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn start(self) -> SyncProcess {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        SyncProcess {
+            process: Process::spawn(&self.args, &env),
+        }
+    }
+}
+
+impl SyncProcess {
+    /// `replicant sync --source SOURCE --target TARGET`, started now.
+    pub fn start(source_url: &str, target_url: &str) -> SyncProcess {
+        SyncProcess::builder(source_url, target_url).start()
+    }
+
+    pub fn builder(source_url: &str, target_url: &str) -> SyncBuilder {
+        SyncBuilder {
+            args: ["sync", "--source", source_url, "--target", target_url]
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
+    /// Everything the process wrote to stderr so far (its log).
+    pub fn log(&self) -> String {
+        read_lossy(&self.process.stderr_path())
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log(), lines)
+    }
+
+    /// `Err` with the exit status if the process is no longer running: for polling loops that
+    /// must not wait out their deadline on a dead process (add [`SyncProcess::log_tail`] to
+    /// the failure message).
+    pub fn check_running(&mut self) -> Result<(), String> {
+        match self.process.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!("replicant sync exited unexpectedly ({status})")),
+            Err(err) => Err(format!("cannot poll replicant: {err}")),
+        }
+    }
+
+    /// Panics with `message` and the tail of the log: for failures during a sync.
+    pub fn fail(&self, message: &str) -> ! {
+        panic!(
+            "{message}\n--- replicant log tail ---\n{}",
+            self.log_tail(40)
+        )
+    }
+
+    /// Waits until the process exits by itself, up to `timeout` (scaled); `None` if it is
+    /// still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.process.wait_exit(timeout)
+    }
+
+    /// Sends SIGTERM, waits for the exit, and asserts it was status 0; panics with the log
+    /// tail otherwise (including when it does not exit within the deadline).
+    pub fn stop(mut self) {
+        if let Ok(Some(status)) = self.process.child.try_wait() {
+            panic!(
+                "replicant sync had already exited ({status}) before SIGTERM\n\
+                 --- replicant log tail ---\n{}",
+                self.log_tail(40)
+            );
+        }
+        let pid = self.pid().to_string();
+        // `kill` rather than libc: the workspace forbids unsafe code.
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run `kill -TERM {pid}`: {err}"));
+        assert!(sent.success(), "`kill -TERM {pid}` failed: {sent}");
+        match self.process.wait_exit(STOP_TIMEOUT) {
+            Some(status) if status.success() => {}
+            Some(status) => panic!(
+                "replicant sync exited with {status} after SIGTERM (expected 0)\n\
+                 --- replicant log tail ---\n{}",
+                self.log_tail(40)
+            ),
+            None => {
+                let log = self.log_tail(40);
+                self.process.kill();
+                panic!(
+                    "replicant sync did not exit within {:?} of SIGTERM\n\
+                     --- replicant log tail ---\n{log}",
+                    wait::scaled(STOP_TIMEOUT)
+                )
+            }
+        }
+    }
+}
+
+/// A child `replicant` with its output files.
+struct Process {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Process {
+    fn spawn(args: &[OsString], env: &[(&str, &str)]) -> Process {
+        let dir = tempfile::Builder::new()
+            .prefix("replicant-run-")
+            .tempdir()
+            .expect("cannot create a temp dir for replicant's output");
+        let stdout = File::create(dir.path().join("stdout.log")).expect("cannot create stdout.log");
+        let stderr = File::create(dir.path().join("stderr.log")).expect("cannot create stderr.log");
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        for name in PASSWORD_VARS {
+            command.env_remove(name);
+        }
+        // replicant reads its log filter from RUST_LOG: the runner's own must not change what
+        // the tests see on stderr. REPLICANT_TESTS_LOG passes one on, for debugging.
+        command.env_remove("RUST_LOG");
+        if let Some(filter) = std::env::var_os("REPLICANT_TESTS_LOG") {
+            command.env("RUST_LOG", filter);
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", binary().display()));
+        Process { child, dir }
+    }
+
+    fn stdout_path(&self) -> PathBuf {
+        self.dir.path().join("stdout.log")
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = &mut self.child;
+        wait::wait_for(timeout, "replicant to exit", || match child.try_wait() {
+            Ok(Some(status)) => Check::Ready(status),
+            Ok(None) => Check::Pending,
+            Err(err) => Check::Failed(err.to_string()),
+        })
+        .ok()
+    }
+
+    /// SIGKILL and reap; the exit status that gives.
+    fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child
+            .wait()
+            .expect("cannot reap a killed replicant process")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
