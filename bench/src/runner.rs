@@ -28,6 +28,13 @@ pub fn replicant_binary() -> PathBuf {
     target.join("release/replicant")
 }
 
+/// More `replicant sync` arguments for every run, from `$REPLICANT_ARGS` (space-separated).
+fn extra_args() -> Vec<String> {
+    std::env::var("REPLICANT_ARGS")
+        .map(|a| a.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// What one sync cost.
 #[derive(Debug, Clone, Default)]
 pub struct SyncCost {
@@ -101,6 +108,7 @@ impl Replicant {
             .arg(src.url())
             .arg("--target")
             .arg(dst.url())
+            .args(extra_args())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -28,9 +28,10 @@ pub struct Destination {
 }
 
 pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
-    if a.batch_elements == 0 || a.window_commands == 0 || a.window_bytes == 0 {
+    if a.batch_elements == 0 || a.window_commands == 0 || a.window_bytes == 0 || a.queue_bytes == 0
+    {
         return Err(Fatal::other(
-            "--batch-elements, --window-commands and --window-bytes must be at least 1",
+            "--batch-elements, --window-commands, --window-bytes and --queue-bytes must be at least 1",
         ));
     }
     let ep = endpoint(&a.target, Side::Target)?;
@@ -42,6 +43,7 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
     cfg.connect_timeout = timeout;
     cfg.window_cmds = a.window_commands;
     cfg.window_bytes = a.window_bytes;
+    cfg.queue_bytes = a.queue_bytes;
     let writer = Writer::start(cfg, progress.clone())
         .await
         .map_err(Fatal::target)?;

@@ -47,6 +47,9 @@ pub struct ApplyArgs {
     /// Bytes in flight to the destination at most.
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     pub window_bytes: usize,
+    /// Bytes queued for the destination writer at most, on top of the in-flight window.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub queue_bytes: usize,
     /// Connect timeout for either side.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub connect_timeout: u64,

@@ -32,19 +32,23 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK * 2);
     let mut cmds = Vec::new();
     let mut ops: Vec<Op> = Vec::new();
+    let mut batch_bytes = 0usize;
     let result: Result<(), Fatal> = async {
         loop {
             while let Some(ev) = parser.next(&mut buf).map_err(|e| file_err(&e))? {
                 planner.plan(ev, &mut cmds).map_err(|e| file_err(&e))?;
+                batch_bytes += cmds.iter().map(|c| c.len()).sum::<usize>();
                 ops.extend(cmds.drain(..).map(Op::Cmd));
-                if ops.len() >= 512 {
+                if ops.len() >= 512 || batch_bytes >= 1 << 20 {
                     send(&tx, &mut ops).await?;
+                    batch_bytes = 0;
                 }
             }
             if parser.is_done() {
                 break;
             }
             send(&tx, &mut ops).await?;
+            batch_bytes = 0;
             if buf.capacity() - buf.len() < READ_CHUNK {
                 buf.reserve(READ_CHUNK);
             }
@@ -81,7 +85,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
     Ok(())
 }
 
-async fn send(tx: &tokio::sync::mpsc::Sender<Vec<Op>>, ops: &mut Vec<Op>) -> Result<(), Fatal> {
+async fn send(tx: &replay::dest::OpSender, ops: &mut Vec<Op>) -> Result<(), Fatal> {
     if ops.is_empty() {
         return Ok(());
     }

@@ -85,8 +85,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// `size_hint`: the encoded size expected, framing included. Queues and windows count a
+    /// command's length, so capacity much beyond it would be memory they do not see.
     pub fn new(argc: usize, size_hint: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(size_hint + 16 * argc + 16);
+        let mut buf = BytesMut::with_capacity(size_hint + 16);
         put_array_len(&mut buf, argc);
         Encoder {
             buf,

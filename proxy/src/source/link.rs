@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use redis_protocol::resp2::decode::decode_bytes_mut;
-use replay::dest::{Op, Progress};
+use replay::dest::{Op, OpSender, Progress};
 use replay::net::Endpoint;
 use replay::plan::{BatchLimits, Caps, RdbPlanner};
 use replay::rdb::{Limits, RdbParser};
 use replay::resp::Conn;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::acker::AckState;
@@ -25,8 +24,10 @@ use super::stream::StreamState;
 use super::transfer::{parse_header, Transfer};
 use super::SourceError;
 
-/// Ops handed to the writer in one batch at most.
+/// Ops handed to the writer in one batch at most...
 const BATCH_OPS: usize = 512;
+/// ...and bytes (the batch is outside the writer's bounds until it is queued).
+const BATCH_BYTES: usize = 1 << 20;
 
 /// How to reach the source and how to read it.
 #[derive(Debug, Clone)]
@@ -103,7 +104,7 @@ impl Link {
     pub async fn run(
         mut self,
         caps: Caps,
-        tx: mpsc::Sender<Vec<Op>>,
+        tx: OpSender,
         progress: Arc<Progress>,
         ack: Arc<AckState>,
         stop: CancellationToken,
@@ -123,6 +124,7 @@ impl Link {
         );
 
         let mut st = StreamState::new(self.resync.offset);
+        let mut batch_bytes = 0usize;
         loop {
             loop {
                 match decode_bytes_mut(&mut self.buf) {
@@ -134,8 +136,10 @@ impl Link {
                         if getack {
                             ack.now.notify_one();
                         }
-                        if ops.len() >= BATCH_OPS {
+                        batch_bytes += n;
+                        if ops.len() >= BATCH_OPS || batch_bytes >= BATCH_BYTES {
                             send(&tx, &mut ops, &stop).await?;
+                            batch_bytes = 0;
                         }
                     }
                     Ok(None) => break,
@@ -148,6 +152,7 @@ impl Link {
                 }
             }
             send(&tx, &mut ops, &stop).await?;
+            batch_bytes = 0;
             if !self.read_more(&tx, &stop).await? {
                 return Ok(());
             }
@@ -158,19 +163,22 @@ impl Link {
     async fn snapshot(
         &mut self,
         caps: Caps,
-        tx: &mpsc::Sender<Vec<Op>>,
+        tx: &OpSender,
         ops: &mut Vec<Op>,
         stop: &CancellationToken,
     ) -> Result<bool, SourceError> {
         let mut parser = RdbParser::new(self.cfg.limits);
         let mut planner = RdbPlanner::new(caps, self.cfg.restore_max, self.cfg.batch);
         let mut cmds = Vec::new();
+        let mut batch_bytes = 0usize;
         loop {
             while let Some(ev) = parser.next(&mut self.buf)? {
                 planner.plan(ev, &mut cmds)?;
+                batch_bytes += cmds.iter().map(|c| c.len()).sum::<usize>();
                 ops.extend(cmds.drain(..).map(Op::Cmd));
-                if ops.len() >= BATCH_OPS {
+                if ops.len() >= BATCH_OPS || batch_bytes >= BATCH_BYTES {
                     send(tx, ops, stop).await?;
+                    batch_bytes = 0;
                 }
             }
             if parser.is_done() {
@@ -188,6 +196,7 @@ impl Link {
                 }
             }
             send(tx, ops, stop).await?;
+            batch_bytes = 0;
             match self.read_more(tx, stop).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
@@ -243,7 +252,7 @@ impl Link {
     /// Reads more bytes from the source. `Ok(false)` when stopped.
     async fn read_more(
         &mut self,
-        tx: &mpsc::Sender<Vec<Op>>,
+        tx: &OpSender,
         stop: &CancellationToken,
     ) -> Result<bool, SourceError> {
         if self.buf.capacity() - self.buf.len() < 32 * 1024 {
@@ -269,7 +278,7 @@ impl Link {
 
 /// Hands the batch to the writer, waiting while its queue is full (backpressure).
 async fn send(
-    tx: &mpsc::Sender<Vec<Op>>,
+    tx: &OpSender,
     ops: &mut Vec<Op>,
     stop: &CancellationToken,
 ) -> Result<(), SourceError> {

@@ -2,12 +2,14 @@
 //! take ([`Caps`]), and the pipelined [`writer`] that applies commands with a bounded in-flight
 //! window and reports, through [`Progress`], which source offset the destination has applied.
 
+pub mod queue;
 pub mod reply;
 pub mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use queue::{Closed, OpSender};
 pub use writer::{Op, Writer, WriterConfig};
 
 use crate::net::{connect_and_auth, ConnectError, Endpoint};

@@ -19,6 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::queue::{queue, OpReceiver, OpSender};
 use super::reply::{classify, Action};
 use super::{DestError, Progress};
 use crate::cmd::Command;
@@ -45,6 +46,8 @@ pub struct WriterConfig {
     pub window_bytes: usize,
     /// Batches queued on the input channel at most.
     pub queue_batches: usize,
+    /// Bytes queued on the input channel at most (on top of the window).
+    pub queue_bytes: usize,
 }
 
 impl WriterConfig {
@@ -55,6 +58,7 @@ impl WriterConfig {
             window_cmds: 8192,
             window_bytes: 16 << 20,
             queue_batches: 64,
+            queue_bytes: 8 << 20,
         }
     }
 }
@@ -69,7 +73,7 @@ const LOGGED_KEY_ERRORS: u64 = 100;
 /// A running writer: feed it through [`Writer::sender`], end it with [`Writer::finish`].
 #[derive(Debug)]
 pub struct Writer {
-    tx: Option<mpsc::Sender<Vec<Op>>>,
+    tx: Option<OpSender>,
     progress: Arc<Progress>,
     send: JoinHandle<Result<(), DestError>>,
     recv: JoinHandle<Result<(), DestError>>,
@@ -87,7 +91,7 @@ impl Writer {
         let conn = connect_and_auth(&cfg.endpoint, cfg.connect_timeout).await?;
         let (stream, leftover) = conn.into_parts();
         let (rd, wr) = stream.into_split();
-        let (tx, rx) = mpsc::channel(cfg.queue_batches.max(1));
+        let (tx, rx) = queue(cfg.queue_batches, cfg.queue_bytes);
         let (ptx, prx) = mpsc::unbounded_channel();
         let window_bytes = cfg.window_bytes.clamp(1, u32::MAX as usize >> 1);
         let cmds = Arc::new(Semaphore::new(cfg.window_cmds.max(1)));
@@ -110,8 +114,12 @@ impl Writer {
     }
 
     /// The input channel. Sending fails once the writer has stopped (see [`Writer::finish`]).
-    pub fn sender(&self) -> mpsc::Sender<Vec<Op>> {
-        self.tx.clone().unwrap_or_else(|| mpsc::channel(1).0)
+    pub fn sender(&self) -> OpSender {
+        self.tx.clone().unwrap_or_else(|| {
+            let (tx, mut rx) = queue(1, 1);
+            rx.close();
+            tx
+        })
     }
 
     pub fn progress(&self) -> &Arc<Progress> {
@@ -143,8 +151,22 @@ async fn join(h: JoinHandle<Result<(), DestError>>) -> Result<(), DestError> {
 }
 
 async fn send_loop(
+    wr: OwnedWriteHalf,
+    mut rx: OpReceiver,
+    ptx: mpsc::UnboundedSender<Pend>,
+    cmds: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    window_bytes: usize,
+) -> Result<(), DestError> {
+    let result = send_batches(wr, &mut rx, ptx, cmds, bytes, window_bytes).await;
+    // Whatever ended the loop, feeders must not wait for room any more.
+    rx.close();
+    result
+}
+
+async fn send_batches(
     mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Vec<Op>>,
+    rx: &mut OpReceiver,
     ptx: mpsc::UnboundedSender<Pend>,
     cmds: Arc<Semaphore>,
     bytes: Arc<Semaphore>,

@@ -66,7 +66,7 @@ pub(crate) fn piece(
             });
             for (field, _, at) in v.iter().filter(|(_, _, at)| *at != 0) {
                 if caps.hash_field_ttl() {
-                    let mut e = Encoder::new(6, field.len() + key.len() + 40);
+                    let mut e = Encoder::new(6, field.len() + key.len() + 96);
                     e.arg(b"HPEXPIREAT").arg(key).int(clamp(*at));
                     e.arg(b"FIELDS").arg(b"1").arg(field);
                     out.push(e.finish());
@@ -79,7 +79,12 @@ pub(crate) fn piece(
         Piece::StreamEntries(entries) => {
             for entry in entries {
                 let id = entry.id.to_bytes();
-                let mut e = Encoder::new(3 + 2 * entry.fields.len(), 64);
+                let size = entry
+                    .fields
+                    .iter()
+                    .map(|(f, v)| f.len() + v.len() + 32)
+                    .sum::<usize>();
+                let mut e = Encoder::new(3 + 2 * entry.fields.len(), size + key.len() + 96);
                 e.arg(b"XADD").arg(key).arg(&id);
                 for (f, v) in &entry.fields {
                     e.arg(f).arg(v);
@@ -190,7 +195,7 @@ fn stream_group(key: &Bytes, g: &StreamGroup, caps: &Caps, out: &mut Vec<Command
     }
     for p in &g.pending {
         let id = p.id.to_bytes();
-        let mut e = Encoder::new(12, 128);
+        let mut e = Encoder::new(12, key.len() + g.name.len() + p.consumer.len() + 192);
         e.arg(b"XCLAIM").arg(key).arg(&g.name).arg(&p.consumer);
         e.arg(b"0").arg(&id);
         e.arg(b"TIME").int(p.delivery_time);
@@ -224,7 +229,11 @@ fn batched<T>(
             bytes += items[end].weigh();
             end += 1;
         }
-        let mut e = Encoder::new(2 + args_per_item * (end - start), bytes + key.len());
+        // `weigh` includes each argument's framing: this is the encoded size (scores aside).
+        let mut e = Encoder::new(
+            2 + args_per_item * (end - start),
+            bytes + bulk(key.len()) + bulk(cmd.len()) + 16,
+        );
         e.arg(cmd).arg(key);
         for it in &items[start..end] {
             put(&mut e, it);
@@ -234,32 +243,38 @@ fn batched<T>(
     }
 }
 
-/// Encoded size of an item, for batch bounds.
+/// Encoded size of an item, framing included, for batch bounds and buffer capacities.
 pub(crate) trait Weigh {
     fn weigh(&self) -> usize;
 }
 
+/// Encoded size of a bulk string of `n` bytes: `$<n>\r\n<bytes>\r\n`.
+fn bulk(n: usize) -> usize {
+    n + 5 + itoa::Buffer::new().format(n).len()
+}
+
 impl Weigh for Bytes {
     fn weigh(&self) -> usize {
-        self.len() + 16
+        bulk(self.len())
     }
 }
 
 impl Weigh for (Bytes, f64) {
     fn weigh(&self) -> usize {
-        self.0.len() + 40
+        // A score takes at most 24 characters ("-1.7976931348623157e308").
+        bulk(self.0.len()) + bulk(24)
     }
 }
 
 impl Weigh for (Bytes, Bytes) {
     fn weigh(&self) -> usize {
-        self.0.len() + self.1.len() + 32
+        bulk(self.0.len()) + bulk(self.1.len())
     }
 }
 
 impl Weigh for (Bytes, Bytes, u64) {
     fn weigh(&self) -> usize {
-        self.0.len() + self.1.len() + 32
+        bulk(self.0.len()) + bulk(self.1.len())
     }
 }
 
