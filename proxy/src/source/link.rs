@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use redis_protocol::resp2::decode::decode_bytes_mut;
 use replay::dest::{Op, OpSender, Progress};
 use replay::net::Endpoint;
 use replay::plan::{BatchLimits, Caps, RdbPlanner};
 use replay::rdb::{Limits, RdbParser};
+use replay::resp::scan::CommandScanner;
 use replay::resp::Conn;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -124,13 +124,16 @@ impl Link {
         );
 
         let mut st = StreamState::new(self.resync.offset);
+        let mut scanner = CommandScanner::default();
         let mut batch_bytes = 0usize;
         loop {
             loop {
-                match decode_bytes_mut(&mut self.buf) {
-                    Ok(Some((frame, n, raw))) => {
+                match scanner.scan(&self.buf) {
+                    Ok(Some(frame)) => {
                         let at = st.offset;
-                        let getack = st.on_frame(&frame, n, raw, &mut ops).map_err(|e| {
+                        let n = frame.len;
+                        let raw = self.buf.split_to(n).freeze();
+                        let getack = st.on_frame(&frame, raw, &mut ops).map_err(|e| {
                             SourceError::Protocol(format!("replication stream at offset {at}: {e}"))
                         })?;
                         if getack {

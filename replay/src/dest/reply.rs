@@ -2,8 +2,6 @@
 //! counted and passed over, or an error that stops the run (the destination cannot take writes,
 //! refuses us, or lacks a command).
 
-use crate::resp::Frame;
-
 /// The policy for an error reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -64,33 +62,6 @@ pub fn classify_error(msg: &str) -> Action {
     Action::Fatal
 }
 
-/// The worst action a reply calls for (an EXEC reply holds one reply per queued command), and
-/// the message of the error that decided it.
-pub fn classify(f: &Frame) -> (Action, Option<String>) {
-    match f {
-        Frame::Error(e) => (classify_error(e), Some(e.to_string())),
-        Frame::Array(items) => {
-            let mut worst = (Action::Ok, None);
-            for it in items {
-                let (a, m) = classify(it);
-                if rank(a) > rank(worst.0) {
-                    worst = (a, m);
-                }
-            }
-            worst
-        }
-        _ => (Action::Ok, None),
-    }
-}
-
-fn rank(a: Action) -> u8 {
-    match a {
-        Action::Ok => 0,
-        Action::PerKey => 1,
-        Action::Fatal => 2,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,10 +91,5 @@ mod tests {
             Action::PerKey
         );
         assert_eq!(classify_error("WEIRD something"), Action::Fatal);
-        let exec = Frame::Array(vec![
-            Frame::SimpleString("OK".into()),
-            Frame::Error("WRONGTYPE x".into()),
-        ]);
-        assert_eq!(classify(&exec).0, Action::PerKey);
     }
 }

@@ -7,25 +7,23 @@
 //! it: offsets ride on commands ([`Command::offset`]) or as [`Op::Mark`]s between them, and the
 //! receive task publishes them in [`Progress::applied_offset`] as the replies arrive.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use redis_protocol::resp2::decode::decode_bytes_mut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::queue::{queue, OpReceiver, OpSender};
-use super::reply::{classify, Action};
+use super::reply::{classify_error, Action};
 use super::{DestError, Progress};
 use crate::cmd::Command;
 use crate::display::printable;
 use crate::net::{connect_and_auth, Endpoint};
-use crate::resp::Frame;
+use crate::resp::scan::scan_reply;
 
 /// One thing for the writer to do, in order.
 #[derive(Debug)]
@@ -275,7 +273,6 @@ async fn recv_replies(
     bytes: &Semaphore,
     progress: &Progress,
 ) -> Result<(), DestError> {
-    let mut frames: VecDeque<Frame> = VecDeque::new();
     while let Some(p) = prx.recv().await {
         let Some(cmd) = p.cmd else {
             if let Some(off) = p.offset {
@@ -283,12 +280,9 @@ async fn recv_replies(
             }
             continue;
         };
-        let frame = loop {
-            if let Some(f) = frames.pop_front() {
-                break f;
-            }
-            match decode_bytes_mut(buf) {
-                Ok(Some((f, _, _))) => frames.push_back(f),
+        let reply = loop {
+            match scan_reply(buf) {
+                Ok(Some(r)) => break r,
                 Ok(None) => {
                     if buf.capacity() - buf.len() < 16 * 1024 {
                         buf.reserve(64 * 1024);
@@ -308,7 +302,13 @@ async fn recv_replies(
         progress
             .bytes
             .fetch_add(cmd.len() as u64, Ordering::Relaxed);
-        match classify(&frame) {
+        let error = reply
+            .error
+            .as_ref()
+            .map(|r| String::from_utf8_lossy(&buf[r.clone()]).into_owned());
+        let _ = buf.split_to(reply.len);
+        let action = error.as_deref().map_or(Action::Ok, classify_error);
+        match (action, error) {
             (Action::Ok, _) => {}
             (Action::PerKey, msg) => {
                 let n = progress.key_errors.fetch_add(1, Ordering::Relaxed) + 1;

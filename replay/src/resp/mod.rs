@@ -2,6 +2,8 @@
 //! control commands ([`Conn`]), and a lenient peek at a command's first arguments for logs.
 //! Frames are decoded with `redis-protocol` from a `BytesMut` read buffer.
 
+pub mod scan;
+
 use bytes::{Buf, Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
@@ -179,6 +181,19 @@ mod tests {
             peek_args(&Bytes::from_static(b"*2\r\n$3\r\nSE"), 2).len(),
             0
         );
+    }
+
+    #[test]
+    fn hostile_counts_do_not_allocate() {
+        for wire in [
+            &b"*2147483647\r\n"[..],
+            b"*9223372036854775807\r\n$3\r\nSET\r\n",
+            b"$2147483647\r\nabc",
+        ] {
+            let mut buf = BytesMut::from(wire);
+            let r = decode_bytes_mut(&mut buf);
+            assert!(matches!(r, Ok(None) | Err(_)), "{r:?}");
+        }
     }
 
     #[tokio::test]
