@@ -117,16 +117,17 @@ fn full_sync(size_mb: u64, big_elements: u64) {
     let log = r.log();
     r.stop();
     let ratio = secs(ours.wall) / secs(native.wall);
-    println!("| run | wall | MB/s | keys/s | peak RSS | CPU |");
-    println!("|---|---|---|---|---|---|");
+    println!("| run | wall | MB/s | keys/s | peak RSS | CPU | applying server CPU |");
+    println!("|---|---|---|---|---|---|---|");
     for (name, cost) in [("native replica", &native), ("replicant", &ours)] {
         println!(
-            "| {name} | {:.2} s | {:.0} | {:.0} | {} | {} |",
+            "| {name} | {:.2} s | {:.0} | {:.0} | {} | {} | {} |",
             secs(cost.wall),
             mib(bytes) / secs(cost.wall),
             keys as f64 / secs(cost.wall),
             opt_mib(cost.peak_rss),
-            opt_s(cost.cpu_seconds)
+            opt_s(cost.cpu_seconds),
+            opt_s(cost.applier_cpu)
         );
     }
     println!("replicant / native wall time: {ratio:.2}");
@@ -236,20 +237,17 @@ fn big_key(elements: u64) {
     };
     r.stop();
     println!("dataset {:.0} MiB", mib(bytes));
-    println!("| run | wall | peak RSS | CPU |");
-    println!("|---|---|---|---|");
-    println!(
-        "| native replica | {:.2} s | {} | {} |",
-        secs(native.wall),
-        opt_mib(native.peak_rss),
-        opt_s(native.cpu_seconds)
-    );
-    println!(
-        "| replicant | {:.2} s | {} | {} |",
-        secs(ours.wall),
-        opt_mib(ours.peak_rss),
-        opt_s(ours.cpu_seconds)
-    );
+    println!("| run | wall | peak RSS | CPU | applying server CPU |");
+    println!("|---|---|---|---|---|");
+    for (name, cost) in [("native replica", &native), ("replicant", &ours)] {
+        println!(
+            "| {name} | {:.2} s | {} | {} | {} |",
+            secs(cost.wall),
+            opt_mib(cost.peak_rss),
+            opt_s(cost.cpu_seconds),
+            opt_s(cost.applier_cpu)
+        );
+    }
     println!(
         "replicant / native wall time: {:.2}",
         secs(ours.wall) / secs(native.wall)

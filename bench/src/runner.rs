@@ -41,6 +41,9 @@ pub struct SyncCost {
     pub wall: Duration,
     pub peak_rss: Option<u64>,
     pub cpu_seconds: Option<f64>,
+    /// CPU of the server that applied the data (the native replica itself, or replicant's
+    /// destination).
+    pub applier_cpu: Option<f64>,
 }
 
 fn info(c: &mut Connection, section: &str) -> String {
@@ -84,10 +87,12 @@ pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
         "the native replica",
     );
     let wall = start.elapsed();
+    let cpu = procstat::cpu_seconds(replica.pid());
     let cost = SyncCost {
         wall,
         peak_rss: procstat::peak_rss(replica.pid()),
-        cpu_seconds: procstat::cpu_seconds(replica.pid()),
+        cpu_seconds: cpu,
+        applier_cpu: cpu,
     };
     (replica, cost)
 }
@@ -134,6 +139,7 @@ impl Replicant {
             wall: Duration::ZERO,
             peak_rss: procstat::peak_rss(self.pid()),
             cpu_seconds: procstat::cpu_seconds(self.pid()),
+            applier_cpu: procstat::cpu_seconds(self.dst.pid()),
         }
     }
 

@@ -91,18 +91,16 @@ impl Writer {
         let (rd, wr) = stream.into_split();
         let (tx, rx) = queue(cfg.queue_batches, cfg.queue_bytes);
         let (ptx, prx) = mpsc::unbounded_channel();
-        let window_bytes = cfg.window_bytes.clamp(1, u32::MAX as usize >> 1);
-        let cmds = Arc::new(Semaphore::new(cfg.window_cmds.max(1)));
-        let bytes = Arc::new(Semaphore::new(window_bytes));
-        let send = tokio::spawn(send_loop(
-            wr,
-            rx,
-            ptx,
-            cmds.clone(),
-            bytes.clone(),
-            window_bytes,
-        ));
-        let recv = tokio::spawn(recv_loop(rd, leftover, prx, cmds, bytes, progress.clone()));
+        let max_bytes = cfg.window_bytes.clamp(1, u32::MAX as usize >> 1);
+        let max_cmds = cfg.window_cmds.clamp(1, u32::MAX as usize >> 1);
+        let window = Window {
+            cmds: Arc::new(Semaphore::new(max_cmds)),
+            bytes: Arc::new(Semaphore::new(max_bytes)),
+            max_cmds,
+            max_bytes,
+        };
+        let send = tokio::spawn(send_loop(wr, rx, ptx, window.clone()));
+        let recv = tokio::spawn(recv_loop(rd, leftover, prx, window, progress.clone()));
         Ok(Writer {
             tx: Some(tx),
             progress,
@@ -151,24 +149,76 @@ async fn join(h: JoinHandle<Result<(), DestError>>) -> Result<(), DestError> {
 async fn send_loop(
     wr: OwnedWriteHalf,
     mut rx: OpReceiver,
-    ptx: mpsc::UnboundedSender<Pend>,
-    cmds: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
-    window_bytes: usize,
+    ptx: mpsc::UnboundedSender<Vec<Pend>>,
+    window: Window,
 ) -> Result<(), DestError> {
-    let result = send_batches(wr, &mut rx, ptx, cmds, bytes, window_bytes).await;
+    let result = send_batches(wr, &mut rx, ptx, window).await;
     // Whatever ended the loop, feeders must not wait for room any more.
     rx.close();
     result
 }
 
+/// The in-flight window: commands and bytes sent whose replies are not read yet.
+#[derive(Debug, Clone)]
+struct Window {
+    cmds: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    max_cmds: usize,
+    max_bytes: usize,
+}
+
+impl Window {
+    /// Takes room for `cmds` commands of `bytes` bytes; `false` once the window is closed.
+    /// Never called with unsent bytes buffered: their replies are what frees the window.
+    async fn acquire(&self, cmds: u32, bytes: u32) -> bool {
+        match self.cmds.acquire_many(cmds).await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        match self.bytes.acquire_many(bytes).await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        true
+    }
+
+    fn try_acquire(&self, cmds: u32, bytes: u32) -> bool {
+        let Ok(c) = self.cmds.try_acquire_many(cmds) else {
+            return false;
+        };
+        let Ok(b) = self.bytes.try_acquire_many(bytes) else {
+            return false;
+        };
+        c.forget();
+        b.forget();
+        true
+    }
+
+    fn release(&self, cmds: usize, bytes: usize) {
+        if cmds > 0 {
+            self.cmds.add_permits(cmds);
+        }
+        if bytes > 0 {
+            self.bytes.add_permits(bytes);
+        }
+    }
+
+    fn close(&self) {
+        self.cmds.close();
+        self.bytes.close();
+    }
+
+    /// A command's share of the byte window (a command larger than the window goes alone).
+    fn cost(&self, cmd: &Command) -> u32 {
+        cmd.len().clamp(1, self.max_bytes) as u32
+    }
+}
+
 async fn send_batches(
     mut wr: OwnedWriteHalf,
     rx: &mut OpReceiver,
-    ptx: mpsc::UnboundedSender<Pend>,
-    cmds: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
-    window_bytes: usize,
+    ptx: mpsc::UnboundedSender<Vec<Pend>>,
+    window: Window,
 ) -> Result<(), DestError> {
     let mut out = BytesMut::with_capacity(256 * 1024);
     loop {
@@ -188,55 +238,67 @@ async fn send_batches(
             flush(&mut wr, &mut out).await?;
             return Ok(());
         };
-        for op in batch {
-            let cmd = match op {
-                Op::Mark(offset) => {
-                    let p = Pend {
-                        cmd: None,
-                        offset: Some(offset),
-                        cost: 0,
-                    };
-                    if ptx.send(p).is_err() {
-                        return Ok(());
-                    }
-                    continue;
+        let mut ops = batch.into_iter().peekable();
+        while ops.peek().is_some() {
+            // The longest run of ops that fits the window, then room for all of it at once.
+            let mut group = Vec::new();
+            let (mut cmds, mut bytes) = (0usize, 0usize);
+            while let Some(op) = ops.peek() {
+                let cost = match op {
+                    Op::Cmd(c) => window.cost(c) as usize,
+                    Op::Mark(_) => 0,
+                };
+                let is_cmd = usize::from(matches!(op, Op::Cmd(_)));
+                if !group.is_empty()
+                    && (cmds + is_cmd > window.max_cmds || bytes + cost > window.max_bytes)
+                {
+                    break;
                 }
-                Op::Cmd(cmd) => cmd,
-            };
-            let cost = cmd.len().clamp(1, window_bytes) as u32;
-            // Never wait for the window with unsent bytes: their replies are what frees it.
-            let permits = match (cmds.try_acquire(), bytes.try_acquire_many(cost)) {
-                (Ok(a), Ok(b)) => (a, b),
-                _ => {
-                    flush(&mut wr, &mut out).await?;
-                    match (cmds.acquire().await, bytes.acquire_many(cost).await) {
-                        (Ok(a), Ok(b)) => (a, b),
-                        // Closed: the receive task stopped and will report why.
-                        _ => return Ok(()),
-                    }
-                }
-            };
-            permits.0.forget();
-            permits.1.forget();
-            for chunk in cmd.chunks() {
-                if chunk.len() >= DIRECT_WRITE {
-                    flush(&mut wr, &mut out).await?;
-                    wr.write_all(chunk).await?;
-                } else {
-                    out.extend_from_slice(chunk);
-                }
+                cmds += is_cmd;
+                bytes += cost;
+                group.extend(ops.next());
             }
-            let offset = cmd.offset;
-            let p = Pend {
-                cmd: Some(cmd),
-                offset,
-                cost,
-            };
-            if ptx.send(p).is_err() {
-                return Ok(());
-            }
-            if out.len() >= 256 * 1024 {
+            if !window.try_acquire(cmds as u32, bytes as u32) {
                 flush(&mut wr, &mut out).await?;
+                if !window.acquire(cmds as u32, bytes as u32).await {
+                    // Closed: the receive task stopped and will report why.
+                    return Ok(());
+                }
+            }
+            let mut pend = Vec::with_capacity(group.len());
+            for op in group {
+                let cmd = match op {
+                    Op::Mark(offset) => {
+                        pend.push(Pend {
+                            cmd: None,
+                            offset: Some(offset),
+                            cost: 0,
+                        });
+                        continue;
+                    }
+                    Op::Cmd(cmd) => cmd,
+                };
+                for chunk in cmd.chunks() {
+                    if chunk.len() >= DIRECT_WRITE {
+                        flush(&mut wr, &mut out).await?;
+                        wr.write_all(chunk).await?;
+                    } else {
+                        out.extend_from_slice(chunk);
+                    }
+                }
+                let cost = window.cost(&cmd);
+                let offset = cmd.offset;
+                pend.push(Pend {
+                    cmd: Some(cmd),
+                    offset,
+                    cost,
+                });
+                if out.len() >= 256 * 1024 {
+                    flush(&mut wr, &mut out).await?;
+                }
+            }
+            if ptx.send(pend).is_err() {
+                return Ok(());
             }
         }
     }
@@ -253,88 +315,115 @@ async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), DestEr
 async fn recv_loop(
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
-    mut prx: mpsc::UnboundedReceiver<Pend>,
-    cmds: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
+    mut prx: mpsc::UnboundedReceiver<Vec<Pend>>,
+    window: Window,
     progress: Arc<Progress>,
 ) -> Result<(), DestError> {
-    let result = recv_replies(&mut rd, &mut buf, &mut prx, &cmds, &bytes, &progress).await;
+    let result = recv_replies(&mut rd, &mut buf, &mut prx, &window, &progress).await;
     // Wake a send task waiting for the window: nothing will free it any more.
-    cmds.close();
-    bytes.close();
+    window.close();
     result
 }
 
 async fn recv_replies(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
-    prx: &mut mpsc::UnboundedReceiver<Pend>,
-    cmds: &Semaphore,
-    bytes: &Semaphore,
+    prx: &mut mpsc::UnboundedReceiver<Vec<Pend>>,
+    window: &Window,
     progress: &Progress,
 ) -> Result<(), DestError> {
-    while let Some(p) = prx.recv().await {
-        let Some(cmd) = p.cmd else {
-            if let Some(off) = p.offset {
-                progress.applied_offset.store(off, Ordering::Release);
-            }
-            continue;
-        };
-        let reply = loop {
-            match scan_reply(buf) {
-                Ok(Some(r)) => break r,
-                Ok(None) => {
-                    if buf.capacity() - buf.len() < 16 * 1024 {
-                        buf.reserve(64 * 1024);
-                    }
-                    if rd.read_buf(buf).await? == 0 {
-                        return Err(crate::resp::ConnError::Closed.into());
-                    }
-                }
-                Err(e) => {
-                    return Err(crate::resp::ConnError::Protocol(e.to_string()).into());
-                }
-            }
-        };
-        cmds.add_permits(1);
-        bytes.add_permits(p.cost as usize);
-        progress.commands.fetch_add(1, Ordering::Relaxed);
-        progress
-            .bytes
-            .fetch_add(cmd.len() as u64, Ordering::Relaxed);
-        let error = reply
-            .error
-            .as_ref()
-            .map(|r| String::from_utf8_lossy(&buf[r.clone()]).into_owned());
-        let _ = buf.split_to(reply.len);
-        let action = error.as_deref().map_or(Action::Ok, classify_error);
-        match (action, error) {
-            (Action::Ok, _) => {}
-            (Action::PerKey, msg) => {
-                let n = progress.key_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                if n <= LOGGED_KEY_ERRORS || n.is_multiple_of(1000) {
-                    let (name, key) = cmd.describe();
-                    tracing::warn!(
-                        command = %name,
-                        key = %key.as_deref().map(printable).unwrap_or_default(),
-                        reply = %msg.unwrap_or_default(),
-                        errors = n,
-                        "destination refused a command for one key; continuing"
-                    );
-                }
-            }
-            (Action::Fatal, msg) => {
-                let (name, key) = cmd.describe();
-                return Err(DestError::Refused {
-                    cmd: name,
-                    key: key.as_deref().map(printable),
-                    reply: msg.unwrap_or_default(),
-                });
-            }
+    // Room to give back to the window, released in bulk (always before waiting for bytes).
+    let (mut free_cmds, mut free_bytes) = (0usize, 0usize);
+    while let Some(group) = prx.recv().await {
+        for p in group {
+            recv_one(
+                rd,
+                buf,
+                p,
+                window,
+                progress,
+                &mut free_cmds,
+                &mut free_bytes,
+            )
+            .await?;
         }
+        window.release(free_cmds, free_bytes);
+        (free_cmds, free_bytes) = (0, 0);
+    }
+    Ok(())
+}
+
+async fn recv_one(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    p: Pend,
+    window: &Window,
+    progress: &Progress,
+    free_cmds: &mut usize,
+    free_bytes: &mut usize,
+) -> Result<(), DestError> {
+    let Some(cmd) = p.cmd else {
         if let Some(off) = p.offset {
             progress.applied_offset.store(off, Ordering::Release);
         }
+        return Ok(());
+    };
+    let reply = loop {
+        match scan_reply(buf) {
+            Ok(Some(r)) => break r,
+            Ok(None) => {
+                window.release(*free_cmds, *free_bytes);
+                (*free_cmds, *free_bytes) = (0, 0);
+                if buf.capacity() - buf.len() < 16 * 1024 {
+                    buf.reserve(64 * 1024);
+                }
+                if rd.read_buf(buf).await? == 0 {
+                    return Err(crate::resp::ConnError::Closed.into());
+                }
+            }
+            Err(e) => {
+                return Err(crate::resp::ConnError::Protocol(e.to_string()).into());
+            }
+        }
+    };
+    *free_cmds += 1;
+    *free_bytes += p.cost as usize;
+    progress.commands.fetch_add(1, Ordering::Relaxed);
+    progress
+        .bytes
+        .fetch_add(cmd.len() as u64, Ordering::Relaxed);
+    let error = reply
+        .error
+        .as_ref()
+        .map(|r| String::from_utf8_lossy(&buf[r.clone()]).into_owned());
+    let _ = buf.split_to(reply.len);
+    let action = error.as_deref().map_or(Action::Ok, classify_error);
+    match (action, error) {
+        (Action::Ok, _) => {}
+        (Action::PerKey, msg) => {
+            let n = progress.key_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            if n <= LOGGED_KEY_ERRORS || n.is_multiple_of(1000) {
+                let (name, key) = cmd.describe();
+                tracing::warn!(
+                    command = %name,
+                    key = %key.as_deref().map(printable).unwrap_or_default(),
+                    reply = %msg.unwrap_or_default(),
+                    errors = n,
+                    "destination refused a command for one key; continuing"
+                );
+            }
+        }
+        (Action::Fatal, msg) => {
+            let (name, key) = cmd.describe();
+            return Err(DestError::Refused {
+                cmd: name,
+                key: key.as_deref().map(printable),
+                reply: msg.unwrap_or_default(),
+            });
+        }
+    }
+    if let Some(off) = p.offset {
+        progress.applied_offset.store(off, Ordering::Release);
     }
     Ok(())
 }
