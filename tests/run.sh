@@ -22,3 +22,6 @@ echo "==> cargo build"
 cargo build --workspace
 echo "==> cargo test"
 cargo test --workspace
+echo "==> benchmark smoke test (debug build, quick sizes; figures are not meaningful here)"
+target="${CARGO_TARGET_DIR:-$(pwd)/target}"
+REPLICANT_BIN="$target/debug/replicant" "$target/debug/replicant-bench" all --quick
