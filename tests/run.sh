@@ -21,7 +21,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo build"
 cargo build --workspace
 echo "==> cargo test"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --all-targets 2>&1 | tee "$log"
+# Totals over every test binary, for the closing line.
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
 echo "==> benchmark smoke test (debug build, quick sizes; figures are not meaningful here)"
 target="${CARGO_TARGET_DIR:-$(pwd)/target}"
 REPLICANT_BIN="$target/debug/replicant" "$target/debug/replicant-bench" all --quick
+echo "==> all tests"
+echo "tests: $passed passed, $failed failed"
