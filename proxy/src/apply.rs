@@ -1,9 +1,12 @@
-//! Setting up the destination side from the command line: endpoint, capabilities, writer.
+//! Setting up the destination side from the command line: endpoint, capabilities, and the sink
+//! the commands go to — one writer for a standalone server, or a router and one writer per
+//! master for a cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use replay::dest::{self, Progress, Writer, WriterConfig};
+use replay::cluster::{DbMap, Router};
+use replay::dest::{self, Applied, DestError, Progress, Sink, Writer, WriterConfig};
 use replay::net::Endpoint;
 use replay::plan::{BatchLimits, Caps};
 
@@ -19,12 +22,67 @@ pub fn endpoint(url: &str, side: Side) -> Result<Endpoint, Fatal> {
     })
 }
 
-/// The destination, ready: its capabilities and a running writer.
+/// The destination, ready: its capabilities, where commands go, and its writers.
 pub struct Destination {
     pub caps: Caps,
-    pub writer: Writer,
-    pub progress: Arc<Progress>,
+    pub sink: Sink,
+    pub writers: Vec<Writer>,
+    pub applied: Applied,
     pub batch: BatchLimits,
+    /// The source dbs the destination takes (cluster destinations only).
+    pub dbs: Option<DbMap>,
+}
+
+impl Destination {
+    /// Waits until every writer has drained, and returns the first error.
+    pub async fn finish(writers: Vec<Writer>) -> Result<(), DestError> {
+        let mut first = Ok(());
+        for w in writers {
+            let r = w.finish().await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    pub fn abort(writers: &[Writer]) {
+        for w in writers {
+            w.abort();
+        }
+    }
+}
+
+/// `--db-map SRC:DST[,…]` / `--all-dbs-to 0` as a map (a cluster only has db 0).
+pub fn db_map(a: &ApplyArgs) -> Result<DbMap, Fatal> {
+    if let Some(to) = a.all_dbs_to {
+        if to != 0 {
+            return Err(Fatal::target(
+                "a Redis Cluster has only db 0: use --all-dbs-to 0",
+            ));
+        }
+        return Ok(DbMap::all());
+    }
+    let mut mapped = vec![0];
+    if let Some(spec) = &a.db_map {
+        for pair in spec.split(',').filter(|p| !p.is_empty()) {
+            let parsed = pair.split_once(':').and_then(|(s, d)| {
+                Some((s.trim().parse::<u64>().ok()?, d.trim().parse::<u64>().ok()?))
+            });
+            match parsed {
+                Some((src, 0)) => mapped.push(src),
+                Some((_, dst)) => {
+                    return Err(Fatal::target(format!(
+                        "--db-map {pair}: a Redis Cluster has only db 0, not db {dst}"
+                    )))
+                }
+                None => return Err(Fatal::other(format!("--db-map: {pair:?} is not SRC:DST"))),
+            }
+        }
+    }
+    Ok(DbMap {
+        mapped: Some(mapped),
+    })
 }
 
 pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
@@ -36,25 +94,69 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
     }
     let ep = endpoint(&a.target, Side::Target)?;
     let timeout = Duration::from_secs(a.connect_timeout.max(1));
-    let caps = dest::probe(&ep, timeout).await.map_err(Fatal::target)?;
-    tracing::info!(target = %ep, version = ?caps.version, rdb_version = caps.rdb_version, "destination ready");
-    let progress = Arc::new(Progress::default());
-    let mut cfg = WriterConfig::new(ep);
-    cfg.connect_timeout = timeout;
-    cfg.window_cmds = a.window_commands;
-    cfg.window_bytes = a.window_bytes;
-    cfg.queue_bytes = a.queue_bytes;
-    let writer = Writer::start(cfg, progress.clone())
-        .await
-        .map_err(Fatal::target)?;
+    let target = dest::probe(&ep, timeout).await.map_err(Fatal::target)?;
+    let caps = target.caps;
     let batch = BatchLimits {
         elements: a.batch_elements,
         ..BatchLimits::default()
     };
+    let config = |endpoint: Endpoint| {
+        let mut cfg = WriterConfig::new(endpoint);
+        cfg.connect_timeout = timeout;
+        cfg.window_cmds = a.window_commands;
+        cfg.window_bytes = a.window_bytes;
+        cfg.queue_bytes = a.queue_bytes;
+        cfg
+    };
+    let Some(topo) = target.cluster else {
+        if a.db_map.is_some() || a.all_dbs_to.is_some() {
+            return Err(Fatal::target(
+                "--db-map and --all-dbs-to apply to cluster destinations; a standalone destination takes every db as it is",
+            ));
+        }
+        tracing::info!(target = %ep, version = ?caps.version, rdb_version = caps.rdb_version, "destination ready");
+        let progress = Arc::new(Progress::default());
+        let writer = Writer::start(config(ep), progress.clone())
+            .await
+            .map_err(Fatal::target)?;
+        return Ok(Destination {
+            caps,
+            sink: Sink::Single(writer.sender()),
+            writers: vec![writer],
+            applied: Applied(vec![progress]),
+            batch,
+            dbs: None,
+        });
+    };
+    let dbs = db_map(a)?;
+    tracing::info!(target = %ep, version = ?caps.version, masters = topo.masters.len(), "destination is a Redis Cluster");
+    let mut writers = Vec::new();
+    let mut progress = Vec::new();
+    for m in &topo.masters {
+        let node = Endpoint {
+            host: m.host.clone(),
+            port: m.port,
+            user: ep.user.clone(),
+            password: ep.password.clone(),
+        };
+        let p = Arc::new(Progress::default());
+        let w = Writer::start(config(node), p.clone()).await.map_err(|e| {
+            Destination::abort(&writers);
+            Fatal::target(e)
+        })?;
+        writers.push(w);
+        progress.push(p);
+    }
+    let nodes = writers.iter().map(Writer::sender).collect();
     Ok(Destination {
         caps,
-        writer,
-        progress,
+        sink: Sink::Cluster {
+            router: Router::new(topo, dbs.clone()),
+            nodes,
+        },
+        writers,
+        applied: Applied(progress),
         batch,
+        dbs: Some(dbs),
     })
 }

@@ -50,6 +50,13 @@ pub struct ApplyArgs {
     /// Bytes queued for the destination writer at most, on top of the in-flight window.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub queue_bytes: usize,
+    /// Cluster destinations (which only have db 0): also take these source dbs into db 0,
+    /// e.g. `3:0,5:0`. Without it, a source with keys outside db 0 is refused.
+    #[arg(long, value_name = "SRC:0[,SRC:0...]")]
+    pub db_map: Option<String>,
+    /// Cluster destinations: take every source db into this db (only 0 exists in a cluster).
+    #[arg(long, value_name = "DB", conflicts_with = "db_map")]
+    pub all_dbs_to: Option<u64>,
     /// Connect timeout for either side.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub connect_timeout: u64,

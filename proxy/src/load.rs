@@ -1,8 +1,6 @@
 //! `replicant load FILE.rdb`: the same parser, planner and writer as `sync`, fed from a file in
 //! chunks (the file is never read whole).
 
-use std::sync::atomic::Ordering;
-
 use bytes::BytesMut;
 use replay::dest::Op;
 use replay::plan::RdbPlanner;
@@ -22,13 +20,20 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let mut file = tokio::fs::File::open(&args.file)
         .await
         .map_err(|e| file_err(&e))?;
-    let dest = apply::open(&args.apply).await?;
-    let tx = dest.writer.sender();
+    let apply::Destination {
+        caps,
+        sink,
+        writers,
+        applied,
+        batch,
+        ..
+    } = apply::open(&args.apply).await?;
+    let mut tx = sink;
     let mut parser = RdbParser::new(Limits {
         whole_value_max: args.apply.restore_max_bytes,
         ..Limits::default()
     });
-    let mut planner = RdbPlanner::new(dest.caps, args.apply.restore_max_bytes, dest.batch);
+    let mut planner = RdbPlanner::new(caps, args.apply.restore_max_bytes, batch);
     let mut buf = BytesMut::with_capacity(READ_CHUNK * 2);
     let mut cmds = Vec::new();
     let mut ops: Vec<Op> = Vec::new();
@@ -40,14 +45,14 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
                 batch_bytes += cmds.iter().map(|c| c.len()).sum::<usize>();
                 ops.extend(cmds.drain(..).map(Op::Cmd));
                 if ops.len() >= 512 || batch_bytes >= 1 << 20 {
-                    send(&tx, &mut ops).await?;
+                    send(&mut tx, &mut ops).await?;
                     batch_bytes = 0;
                 }
             }
             if parser.is_done() {
                 break;
             }
-            send(&tx, &mut ops).await?;
+            send(&mut tx, &mut ops).await?;
             batch_bytes = 0;
             if buf.capacity() - buf.len() < READ_CHUNK {
                 buf.reserve(READ_CHUNK);
@@ -60,12 +65,11 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
                 return parser.finish(&buf).map_err(|e| file_err(&e));
             }
         }
-        send(&tx, &mut ops).await
+        send(&mut tx, &mut ops).await
     }
     .await;
     drop(tx);
-    let progress = dest.progress.clone();
-    let drained = dest.writer.finish().await;
+    let drained = apply::Destination::finish(writers).await;
     result?;
     drained.map_err(Fatal::target)?;
     if !buf.is_empty() {
@@ -80,17 +84,19 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
         s.keys_expired,
         s.functions,
         s.field_ttls_dropped,
-        progress.key_errors.load(Ordering::Relaxed)
+        applied.key_errors()
     );
     Ok(())
 }
 
-async fn send(tx: &replay::dest::OpSender, ops: &mut Vec<Op>) -> Result<(), Fatal> {
+async fn send(tx: &mut replay::dest::Sink, ops: &mut Vec<Op>) -> Result<(), Fatal> {
     if ops.is_empty() {
         return Ok(());
     }
     let batch = std::mem::take(ops);
-    // A closed channel means the writer stopped: `finish` reports why.
-    let _ = tx.send(batch).await;
-    Ok(())
+    match tx.send(batch).await {
+        // A closed queue means a writer stopped: `finish` reports why.
+        Ok(()) | Err(replay::dest::SinkError::Closed(_)) => Ok(()),
+        Err(replay::dest::SinkError::Route(e)) => Err(Fatal::target(e)),
+    }
 }

@@ -1,4 +1,4 @@
-//! `replicant sync`: destination first (capabilities, writer), then the replica link, then
+//! `replicant sync`: destination first (capabilities, writers), then the replica link, then
 //! snapshot and stream until a signal; on the way out, drain what is in flight within the grace
 //! period and send the source a last ACK of what the destination applied.
 
@@ -6,10 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use replay::cluster::DbMap;
+use replay::net::{connect_and_auth, Endpoint};
 use replay::rdb::Limits;
+use replay::resp::{frame_error, frame_text};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply;
+use crate::apply::{self, Destination};
 use crate::cli::SyncArgs;
 use crate::config::Side;
 use crate::fatal::Fatal;
@@ -19,10 +22,24 @@ use crate::source::SourceError;
 
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let source = apply::endpoint(&args.source, Side::Source)?;
-    let dest = apply::open(&args.apply).await?;
+    let Destination {
+        caps,
+        mut sink,
+        writers,
+        applied,
+        batch,
+        dbs,
+    } = apply::open(&args.apply).await?;
+    let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
+    if let Some(dbs) = &dbs {
+        if let Err(e) = check_source_dbs(&source, timeout, dbs).await {
+            Destination::abort(&writers);
+            return Err(e);
+        }
+    }
     let cfg = LinkConfig {
         endpoint: source.clone(),
-        connect_timeout: Duration::from_secs(args.apply.connect_timeout.max(1)),
+        connect_timeout: timeout,
         listening_port: args.listening_port,
         read_timeout: Duration::from_secs(args.source_timeout.max(1)),
         limits: Limits {
@@ -30,13 +47,20 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
             ..Limits::default()
         },
         restore_max: args.apply.restore_max_bytes,
-        batch: dest.batch,
+        batch,
     };
     tracing::info!(source = %source, "connecting to the source as a replica");
     let mut link = tokio::select! {
-        l = Link::connect(cfg) => l.map_err(Fatal::source)?,
+        l = Link::connect(cfg) => match l {
+            Ok(l) => l,
+            Err(e) => {
+                Destination::abort(&writers);
+                return Err(Fatal::source(e));
+            }
+        },
         _ = stop.cancelled() => {
-            dest.writer.finish().await.map_err(Fatal::target)?;
+            drop(sink);
+            Destination::finish(writers).await.map_err(Fatal::target)?;
             return Ok(());
         }
     };
@@ -46,25 +70,19 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         tokio::spawn(acker::run(
             wr,
             ack.clone(),
-            dest.progress.clone(),
+            applied.clone(),
             ack_stop.clone(),
         ))
     });
-    let tx = dest.writer.sender();
     let result = link
-        .run(
-            dest.caps,
-            tx,
-            dest.progress.clone(),
-            ack.clone(),
-            stop.clone(),
-        )
+        .run(caps, &mut sink, applied.clone(), ack.clone(), stop.clone())
         .await;
-    let progress = dest.progress.clone();
+    let route = sink.route_stats().cloned();
+    drop(sink);
     let outcome = match result {
         Ok(()) => {
             let grace = Duration::from_secs(args.grace);
-            match tokio::time::timeout(grace, dest.writer.finish()).await {
+            match tokio::time::timeout(grace, Destination::finish(writers)).await {
                 Ok(r) => r.map_err(Fatal::target),
                 Err(_) => {
                     tracing::warn!(grace_secs = args.grace, "grace period over with commands still in flight; they are not acknowledged to the source");
@@ -72,14 +90,20 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
                 }
             }
         }
-        Err(SourceError::WriterGone) => {
-            Err(Fatal::target(dest.writer.finish().await.err().map_or(
-                "the destination writer stopped".to_string(),
-                |e| e.to_string(),
-            )))
+        Err(SourceError::WriterGone) => Err(Fatal::target(
+            Destination::finish(writers)
+                .await
+                .err()
+                .map_or("the destination writer stopped".to_string(), |e| {
+                    e.to_string()
+                }),
+        )),
+        Err(SourceError::Route(e)) => {
+            Destination::abort(&writers);
+            Err(Fatal::target(e))
         }
         Err(e) => {
-            dest.writer.abort();
+            Destination::abort(&writers);
             Err(Fatal::source(e))
         }
     };
@@ -91,11 +115,43 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         }
         let _ = h.await;
     }
+    let route = route.unwrap_or_default();
     tracing::info!(
-        applied_offset = progress.applied(),
-        commands = progress.commands.load(Ordering::Relaxed),
-        key_errors = progress.key_errors.load(Ordering::Relaxed),
+        applied_offset = applied.offset(),
+        commands = applied.commands(),
+        key_errors = applied.key_errors(),
+        split_commands = route.split_commands,
+        split_transactions = route.split_transactions,
+        unsplittable = route.unsplittable,
         "sync stopped"
     );
     outcome
+}
+
+/// A cluster destination only has db 0: refuse a source with keys in dbs not mapped to it.
+async fn check_source_dbs(source: &Endpoint, timeout: Duration, dbs: &DbMap) -> Result<(), Fatal> {
+    let mut conn = connect_and_auth(source, timeout)
+        .await
+        .map_err(Fatal::source)?;
+    let info = conn
+        .call(&["INFO", "keyspace"])
+        .await
+        .map_err(Fatal::source)?;
+    if let Some(e) = frame_error(&info) {
+        return Err(Fatal::source(format!("INFO keyspace refused: {e}")));
+    }
+    let unmapped: Vec<u64> = frame_text(&info)
+        .lines()
+        .filter_map(|l| l.strip_prefix("db")?.split(':').next()?.parse().ok())
+        .filter(|db| !dbs.maps(*db))
+        .collect();
+    if unmapped.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unmapped.iter().map(u64::to_string).collect();
+    let example = unmapped[0];
+    Err(Fatal::target(format!(
+        "the destination is a Redis Cluster, which has only db 0, and the source has keys in db {}; map them with --db-map {example}:0 (one SRC:0 per db) or --all-dbs-to 0",
+        list.join(", ")
+    )))
 }

@@ -15,6 +15,7 @@
 //! - [`display`]: keys rendered for logs.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod cmd;
 pub mod dest;
 pub mod display;

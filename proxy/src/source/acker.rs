@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use replay::cmd::Command;
-use replay::dest::Progress;
+use replay::dest::Applied;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
@@ -27,7 +27,7 @@ pub struct AckState {
 pub async fn run(
     mut wr: OwnedWriteHalf,
     state: Arc<AckState>,
-    progress: Arc<Progress>,
+    applied: Applied,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -39,7 +39,7 @@ pub async fn run(
             _ = stop.cancelled() => true,
         };
         if state.streaming.load(Ordering::Acquire) {
-            let off = progress.applied().to_string();
+            let off = applied.offset().to_string();
             let ack = Command::new(&["REPLCONF", "ACK", off.as_str()]);
             for c in ack.chunks() {
                 wr.write_all(c).await?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use replay::dest::{Op, OpSender, Progress};
+use replay::dest::{Applied, Op, Sink, SinkError};
 use replay::net::Endpoint;
 use replay::plan::{BatchLimits, Caps, RdbPlanner};
 use replay::rdb::{Limits, RdbParser};
@@ -104,22 +104,22 @@ impl Link {
     pub async fn run(
         mut self,
         caps: Caps,
-        tx: OpSender,
-        progress: Arc<Progress>,
+        tx: &mut Sink,
+        applied: Applied,
         ack: Arc<AckState>,
         stop: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut ops = Vec::with_capacity(BATCH_OPS);
-        if !self.snapshot(caps, &tx, &mut ops, &stop).await? {
+        if !self.snapshot(caps, tx, &mut ops, &stop).await? {
             return Ok(());
         }
         ops.push(Op::Mark(self.resync.offset));
-        send(&tx, &mut ops, &stop).await?;
+        send(tx, &mut ops, &stop).await?;
         ack.streaming.store(true, Ordering::Release);
         ack.now.notify_one();
         tracing::info!(
             offset = self.resync.offset,
-            applied = progress.applied(),
+            applied = applied.offset(),
             "snapshot read; following the replication stream"
         );
 
@@ -141,7 +141,7 @@ impl Link {
                         }
                         batch_bytes += n;
                         if ops.len() >= BATCH_OPS || batch_bytes >= BATCH_BYTES {
-                            send(&tx, &mut ops, &stop).await?;
+                            send(tx, &mut ops, &stop).await?;
                             batch_bytes = 0;
                         }
                     }
@@ -154,9 +154,9 @@ impl Link {
                     }
                 }
             }
-            send(&tx, &mut ops, &stop).await?;
+            send(tx, &mut ops, &stop).await?;
             batch_bytes = 0;
-            if !self.read_more(&tx, &stop).await? {
+            if !self.read_more(tx, &stop).await? {
                 return Ok(());
             }
         }
@@ -166,7 +166,7 @@ impl Link {
     async fn snapshot(
         &mut self,
         caps: Caps,
-        tx: &OpSender,
+        tx: &mut Sink,
         ops: &mut Vec<Op>,
         stop: &CancellationToken,
     ) -> Result<bool, SourceError> {
@@ -255,7 +255,7 @@ impl Link {
     /// Reads more bytes from the source. `Ok(false)` when stopped.
     async fn read_more(
         &mut self,
-        tx: &OpSender,
+        tx: &Sink,
         stop: &CancellationToken,
     ) -> Result<bool, SourceError> {
         if self.buf.capacity() - self.buf.len() < 32 * 1024 {
@@ -281,7 +281,7 @@ impl Link {
 
 /// Hands the batch to the writer, waiting while its queue is full (backpressure).
 async fn send(
-    tx: &OpSender,
+    tx: &mut Sink,
     ops: &mut Vec<Op>,
     stop: &CancellationToken,
 ) -> Result<(), SourceError> {
@@ -290,7 +290,11 @@ async fn send(
     }
     let batch = std::mem::replace(ops, Vec::with_capacity(BATCH_OPS));
     tokio::select! {
-        r = tx.send(batch) => r.map_err(|_| SourceError::WriterGone),
+        r = tx.send(batch) => match r {
+            Ok(()) => Ok(()),
+            Err(SinkError::Closed(_)) => Err(SourceError::WriterGone),
+            Err(SinkError::Route(e)) => Err(SourceError::Route(e)),
+        },
         // Stopping: what is not handed over is not applied, and not acknowledged either.
         _ = stop.cancelled() => Ok(()),
     }

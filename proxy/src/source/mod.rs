@@ -28,6 +28,9 @@ pub enum SourceError {
     Refused(String),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The destination cluster cannot take a command (e.g. a write to an unmapped db).
+    #[error("{0}")]
+    Route(#[from] replay::cluster::RouteError),
     /// The destination writer stopped; its own error says why.
     #[error("the destination writer stopped")]
     WriterGone,

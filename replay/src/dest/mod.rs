@@ -4,14 +4,17 @@
 
 pub mod queue;
 pub mod reply;
+pub mod sink;
 pub mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use queue::{Closed, OpSender};
+pub use sink::{Applied, Sink, SinkError};
 pub use writer::{Op, Writer, WriterConfig};
 
+use crate::cluster::topology::{self, Topology};
 use crate::net::{connect_and_auth, ConnectError, Endpoint};
 use crate::plan::caps::info_field;
 use crate::plan::Caps;
@@ -52,8 +55,17 @@ impl Progress {
     }
 }
 
-/// Connects to the destination and reads its capabilities. A cluster is refused for now.
-pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<Caps, DestError> {
+/// What the destination is.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub caps: Caps,
+    /// The slot map, when the destination is a Redis Cluster.
+    pub cluster: Option<Topology>,
+}
+
+/// Connects to the destination and reads its capabilities, and its slot map if it is a
+/// cluster (`CLUSTER SHARDS`, or `CLUSTER SLOTS` before Redis 7.0).
+pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<Target, DestError> {
     let mut conn = connect_and_auth(ep, timeout).await?;
     let info = conn.call(&["INFO", "server"]).await?;
     if let Some(e) = frame_error(&info) {
@@ -65,10 +77,35 @@ pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<Caps, DestError> 
     }
     let caps = Caps::from_info(&frame_text(&info)).map_err(DestError::Unsupported)?;
     let cluster = conn.call(&["INFO", "cluster"]).await?;
-    if info_field(&frame_text(&cluster), "cluster_enabled") == Some("1") {
+    if info_field(&frame_text(&cluster), "cluster_enabled") != Some("1") {
+        return Ok(Target {
+            caps,
+            cluster: None,
+        });
+    }
+    let shards = conn.call(&["CLUSTER", "SHARDS"]).await?;
+    let topo = if frame_error(&shards).is_none() {
+        topology::from_shards(&shards)
+    } else {
+        let slots = conn.call(&["CLUSTER", "SLOTS"]).await?;
+        if let Some(e) = frame_error(&slots) {
+            return Err(DestError::Refused {
+                cmd: "CLUSTER SLOTS".into(),
+                key: None,
+                reply: e,
+            });
+        }
+        topology::from_slots(&slots)
+    }
+    .map_err(DestError::Unsupported)?;
+    if topo.unassigned() > 0 {
         return Err(DestError::Unsupported(format!(
-            "{ep} is a Redis Cluster node; cluster destinations are not supported yet"
+            "the destination cluster leaves {} of 16384 slots without a master",
+            topo.unassigned()
         )));
     }
-    Ok(caps)
+    Ok(Target {
+        caps,
+        cluster: Some(topo),
+    })
 }

@@ -83,6 +83,10 @@ impl OpSender {
     pub async fn closed(&self) {
         self.tx.closed().await
     }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 impl OpReceiver {
