@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use replay::cluster::{DbMap, Router};
-use replay::dest::{self, Applied, DestError, Progress, Sink, Writer, WriterConfig};
+use replay::dest::{self, ClusterSink, Progress, Sink, Writer, WriterConfig};
 use replay::net::Endpoint;
 use replay::plan::{BatchLimits, Caps};
 
@@ -22,35 +22,13 @@ pub fn endpoint(url: &str, side: Side) -> Result<Endpoint, Fatal> {
     })
 }
 
-/// The destination, ready: its capabilities, where commands go, and its writers.
+/// The destination, ready: its capabilities and where commands go.
 pub struct Destination {
     pub caps: Caps,
     pub sink: Sink,
-    pub writers: Vec<Writer>,
-    pub applied: Applied,
     pub batch: BatchLimits,
     /// The source dbs the destination takes (cluster destinations only).
     pub dbs: Option<DbMap>,
-}
-
-impl Destination {
-    /// Waits until every writer has drained, and returns the first error.
-    pub async fn finish(writers: Vec<Writer>) -> Result<(), DestError> {
-        let mut first = Ok(());
-        for w in writers {
-            let r = w.finish().await;
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
-    }
-
-    pub fn abort(writers: &[Writer]) {
-        for w in writers {
-            w.abort();
-        }
-    }
 }
 
 /// `--db-map SRC:DST[,…]` / `--all-dbs-to 0` as a map (a cluster only has db 0).
@@ -116,46 +94,25 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
         }
         tracing::info!(target = %ep, version = ?caps.version, rdb_version = caps.rdb_version, "destination ready");
         let progress = Arc::new(Progress::default());
-        let writer = Writer::start(config(ep), progress.clone())
+        let writer = Writer::start(config(ep), progress)
             .await
             .map_err(Fatal::target)?;
         return Ok(Destination {
             caps,
-            sink: Sink::Single(writer.sender()),
-            writers: vec![writer],
-            applied: Applied(vec![progress]),
+            sink: Sink::single(writer),
             batch,
             dbs: None,
         });
     };
     let dbs = db_map(a)?;
     tracing::info!(target = %ep, version = ?caps.version, masters = topo.masters.len(), "destination is a Redis Cluster");
-    let mut writers = Vec::new();
-    let mut progress = Vec::new();
-    for m in &topo.masters {
-        let node = Endpoint {
-            host: m.host.clone(),
-            port: m.port,
-            user: ep.user.clone(),
-            password: ep.password.clone(),
-        };
-        let p = Arc::new(Progress::default());
-        let w = Writer::start(config(node), p.clone()).await.map_err(|e| {
-            Destination::abort(&writers);
-            Fatal::target(e)
-        })?;
-        writers.push(w);
-        progress.push(p);
-    }
-    let nodes = writers.iter().map(Writer::sender).collect();
+    let router = Router::new(topo.clone(), dbs.clone());
+    let sink = ClusterSink::open(topo, router, ep.clone(), config(ep))
+        .await
+        .map_err(Fatal::target)?;
     Ok(Destination {
         caps,
-        sink: Sink::Cluster {
-            router: Router::new(topo, dbs.clone()),
-            nodes,
-        },
-        writers,
-        applied: Applied(progress),
+        sink: Sink::Cluster(Box::new(sink)),
         batch,
         dbs: Some(dbs),
     })

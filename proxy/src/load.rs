@@ -21,13 +21,9 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
         .await
         .map_err(|e| file_err(&e))?;
     let apply::Destination {
-        caps,
-        sink,
-        writers,
-        applied,
-        batch,
-        ..
+        caps, sink, batch, ..
     } = apply::open(&args.apply).await?;
+    let applied = sink.applied();
     let mut tx = sink;
     let mut parser = RdbParser::new(Limits {
         whole_value_max: args.apply.restore_max_bytes,
@@ -68,8 +64,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
         send(&mut tx, &mut ops).await
     }
     .await;
-    drop(tx);
-    let drained = apply::Destination::finish(writers).await;
+    let drained = tx.finish().await;
     result?;
     drained.map_err(Fatal::target)?;
     if !buf.is_empty() {
@@ -98,5 +93,6 @@ async fn send(tx: &mut replay::dest::Sink, ops: &mut Vec<Op>) -> Result<(), Fata
         // A closed queue means a writer stopped: `finish` reports why.
         Ok(()) | Err(replay::dest::SinkError::Closed(_)) => Ok(()),
         Err(replay::dest::SinkError::Route(e)) => Err(Fatal::target(e)),
+        Err(replay::dest::SinkError::Dest(e)) => Err(Fatal::target(e)),
     }
 }

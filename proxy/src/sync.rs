@@ -25,15 +25,14 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let Destination {
         caps,
         mut sink,
-        writers,
-        applied,
         batch,
         dbs,
     } = apply::open(&args.apply).await?;
+    let applied = sink.applied();
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     if let Some(dbs) = &dbs {
         if let Err(e) = check_source_dbs(&source, timeout, dbs).await {
-            Destination::abort(&writers);
+            sink.abort();
             return Err(e);
         }
     }
@@ -54,13 +53,12 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         l = Link::connect(cfg) => match l {
             Ok(l) => l,
             Err(e) => {
-                Destination::abort(&writers);
+                sink.abort();
                 return Err(Fatal::source(e));
             }
         },
         _ = stop.cancelled() => {
-            drop(sink);
-            Destination::finish(writers).await.map_err(Fatal::target)?;
+            sink.finish().await.map_err(Fatal::target)?;
             return Ok(());
         }
     };
@@ -77,12 +75,11 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let result = link
         .run(caps, &mut sink, applied.clone(), ack.clone(), stop.clone())
         .await;
-    let route = sink.route_stats().cloned();
-    drop(sink);
+    let route = sink.route_stats();
     let outcome = match result {
         Ok(()) => {
             let grace = Duration::from_secs(args.grace);
-            match tokio::time::timeout(grace, Destination::finish(writers)).await {
+            match tokio::time::timeout(grace, sink.finish()).await {
                 Ok(r) => r.map_err(Fatal::target),
                 Err(_) => {
                     tracing::warn!(grace_secs = args.grace, "grace period over with commands still in flight; they are not acknowledged to the source");
@@ -90,20 +87,22 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
                 }
             }
         }
-        Err(SourceError::WriterGone) => Err(Fatal::target(
-            Destination::finish(writers)
-                .await
-                .err()
-                .map_or("the destination writer stopped".to_string(), |e| {
-                    e.to_string()
-                }),
-        )),
+        Err(SourceError::WriterGone) => {
+            Err(Fatal::target(sink.finish().await.err().map_or(
+                "the destination writer stopped".to_string(),
+                |e| e.to_string(),
+            )))
+        }
         Err(SourceError::Route(e)) => {
-            Destination::abort(&writers);
+            sink.abort();
+            Err(Fatal::target(e))
+        }
+        Err(SourceError::Dest(e)) => {
+            sink.abort();
             Err(Fatal::target(e))
         }
         Err(e) => {
-            Destination::abort(&writers);
+            sink.abort();
             Err(Fatal::source(e))
         }
     };

@@ -255,17 +255,34 @@ impl Link {
     /// Reads more bytes from the source. `Ok(false)` when stopped.
     async fn read_more(
         &mut self,
-        tx: &Sink,
+        tx: &mut Sink,
         stop: &CancellationToken,
     ) -> Result<bool, SourceError> {
         if self.buf.capacity() - self.buf.len() < 32 * 1024 {
             self.buf.reserve(256 * 1024);
         }
         let timeout = self.cfg.read_timeout;
-        tokio::select! {
-            _ = stop.cancelled() => Ok(false),
-            _ = tx.closed() => Err(SourceError::WriterGone),
-            r = tokio::time::timeout(timeout, self.rd.read_buf(&mut self.buf)) => match r {
+        loop {
+            let attention = tokio::select! {
+                _ = stop.cancelled() => return Ok(false),
+                _ = tx.attention() => true,
+                r = tokio::time::timeout(timeout, self.rd.read_buf(&mut self.buf)) => {
+                    return Self::read_outcome(r, timeout);
+                }
+            };
+            if attention {
+                // The destination needs tending (a writer stopped, or commands came back).
+                tx.service().await.map_err(sink_error)?;
+            }
+        }
+    }
+
+    fn read_outcome(
+        r: Result<std::io::Result<usize>, tokio::time::error::Elapsed>,
+        timeout: Duration,
+    ) -> Result<bool, SourceError> {
+        {
+            match r {
                 Err(_) => Err(SourceError::Protocol(format!(
                     "nothing received from the source for {} s",
                     timeout.as_secs()
@@ -274,7 +291,7 @@ impl Link {
                     0 => Err(SourceError::Conn(replay::resp::ConnError::Closed)),
                     _ => Ok(true),
                 },
-            },
+            }
         }
     }
 }
@@ -290,12 +307,16 @@ async fn send(
     }
     let batch = std::mem::replace(ops, Vec::with_capacity(BATCH_OPS));
     tokio::select! {
-        r = tx.send(batch) => match r {
-            Ok(()) => Ok(()),
-            Err(SinkError::Closed(_)) => Err(SourceError::WriterGone),
-            Err(SinkError::Route(e)) => Err(SourceError::Route(e)),
-        },
+        r = tx.send(batch) => r.map_err(sink_error),
         // Stopping: what is not handed over is not applied, and not acknowledged either.
         _ = stop.cancelled() => Ok(()),
+    }
+}
+
+fn sink_error(e: SinkError) -> SourceError {
+    match e {
+        SinkError::Closed(_) => SourceError::WriterGone,
+        SinkError::Route(e) => SourceError::Route(e),
+        SinkError::Dest(e) => SourceError::Dest(e),
     }
 }

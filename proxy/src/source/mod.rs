@@ -31,6 +31,9 @@ pub enum SourceError {
     /// The destination cluster cannot take a command (e.g. a write to an unmapped db).
     #[error("{0}")]
     Route(#[from] replay::cluster::RouteError),
+    /// The destination failed while being tended (cluster recovery gave up).
+    #[error("{0}")]
+    Dest(#[from] replay::dest::DestError),
     /// The destination writer stopped; its own error says why.
     #[error("the destination writer stopped")]
     WriterGone,

@@ -72,6 +72,8 @@ pub struct Router {
     tx: Option<Vec<Command>>,
     /// The last source offset seen, handed to every master at the end of each batch.
     offset: Option<u64>,
+    /// The last source offset ever routed.
+    last: Option<u64>,
     pub stats: RouteStats,
 }
 
@@ -83,12 +85,23 @@ impl Router {
             db: 0,
             tx: None,
             offset: None,
+            last: None,
             stats: RouteStats::default(),
         }
     }
 
     pub fn masters(&self) -> usize {
         self.topo.masters.len()
+    }
+
+    /// A new slot map (the masters' order is the writers' order).
+    pub fn set_topology(&mut self, topo: Topology) {
+        self.topo = topo;
+    }
+
+    /// The last source offset routed.
+    pub fn last_offset(&self) -> Option<u64> {
+        self.last
     }
 
     /// Routes a batch: `out[i]` receives what master `i` must do.
@@ -101,6 +114,7 @@ impl Router {
         }
         // Every master learns how far the source got, so idle ones do not hold the offset back.
         if let Some(o) = self.offset.take() {
+            self.last = Some(o);
             for node in out.iter_mut() {
                 node.push(Op::Mark(o));
             }

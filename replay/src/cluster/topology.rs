@@ -89,9 +89,6 @@ pub fn from_shards(reply: &Frame) -> Result<Topology, String> {
                 .collect(),
             _ => Vec::new(),
         };
-        if ranges.is_empty() {
-            continue;
-        }
         let Some(Frame::Array(nodes)) = field(kv, "nodes") else {
             return Err("CLUSTER SHARDS: a shard without nodes".into());
         };
@@ -112,8 +109,12 @@ pub fn from_shards(reply: &Frame) -> Result<Topology, String> {
             Some(NodeAddr { host, port })
         });
         let Some(master) = master else {
+            if ranges.is_empty() {
+                continue;
+            }
             return Err("CLUSTER SHARDS: a shard with slots has no healthy master".into());
         };
+        // A master without slots is kept: it may be importing some (ASK sends us there).
         t.assign(master, &ranges)?;
     }
     Ok(t)

@@ -2,16 +2,19 @@
 //! take ([`Caps`]), and the pipelined [`writer`] that applies commands with a bounded in-flight
 //! window and reports, through [`Progress`], which source offset the destination has applied.
 
+pub mod cluster_sink;
 pub mod queue;
+pub mod recovery;
 pub mod reply;
 pub mod sink;
 pub mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use cluster_sink::{Applied, ClusterSink};
 pub use queue::{Closed, OpSender};
-pub use sink::{Applied, Sink, SinkError};
+pub use sink::{Sink, SinkError};
 pub use writer::{Op, Writer, WriterConfig};
 
 use crate::cluster::topology::{self, Topology};
@@ -37,6 +40,8 @@ pub enum DestError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Route(#[from] crate::cluster::RouteError),
 }
 
 /// Counters of what the destination has applied, shared with whoever reports progress.
@@ -47,6 +52,8 @@ pub struct Progress {
     pub commands: AtomicU64,
     pub bytes: AtomicU64,
     pub key_errors: AtomicU64,
+    /// Commands handed to the writer by a cluster sink and not yet answered or handed back.
+    pub outstanding: AtomicI64,
 }
 
 impl Progress {

@@ -79,6 +79,26 @@ impl OpSender {
             .map_err(|_| Closed)
     }
 
+    /// Queues a batch; if the writer has stopped, the batch comes back.
+    pub async fn send_or_return(&self, ops: Vec<Op>) -> Result<(), Vec<Op>> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let size = ops
+            .iter()
+            .map(op_bytes)
+            .sum::<usize>()
+            .clamp(1, self.max_bytes) as u32;
+        match self.bytes.acquire_many(size).await {
+            Ok(p) => p.forget(),
+            Err(_) => return Err(ops),
+        }
+        self.tx
+            .send(Batch { ops, permits: size })
+            .await
+            .map_err(|e| e.0.ops)
+    }
+
     /// Resolves when the writer has stopped.
     pub async fn closed(&self) {
         self.tx.closed().await

@@ -1,13 +1,13 @@
 //! Where the planner's and the stream's commands go: one writer (a standalone destination), or
-//! a router in front of one writer per master (a cluster). Either way the sink is bounded, and
-//! the applied offset is the smallest of its writers'.
+//! the cluster sink (a router in front of one writer per master, see [`super::cluster_sink`]).
+//! Either way the sink is bounded and reports the offset the whole destination has applied.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Closed, Op, OpSender, Progress};
-use crate::cluster::{RouteError, RouteStats, Router};
+use super::cluster_sink::{Applied, ClusterSink};
+use super::{Closed, DestError, Op, OpSender, Writer};
+use crate::cluster::{RouteError, RouteStats};
 
 /// Why a batch could not be handed over.
 #[derive(Debug, thiserror::Error)]
@@ -16,77 +16,85 @@ pub enum SinkError {
     Closed(#[from] Closed),
     #[error(transparent)]
     Route(#[from] RouteError),
+    #[error(transparent)]
+    Dest(#[from] DestError),
 }
 
 /// The feeding end of the destination.
 #[derive(Debug)]
 pub enum Sink {
-    Single(OpSender),
-    Cluster {
-        router: Router,
-        nodes: Vec<OpSender>,
-    },
+    Single { tx: OpSender, writer: Writer },
+    Cluster(Box<ClusterSink>),
 }
 
 impl Sink {
+    pub fn single(writer: Writer) -> Sink {
+        Sink::Single {
+            tx: writer.sender(),
+            writer,
+        }
+    }
+
     /// Hands a batch over, waiting while the destination's queues are full.
     pub async fn send(&mut self, ops: Vec<Op>) -> Result<(), SinkError> {
         match self {
-            Sink::Single(tx) => Ok(tx.send(ops).await?),
-            Sink::Cluster { router, nodes } => {
-                let mut out: Vec<Vec<Op>> = nodes.iter().map(|_| Vec::new()).collect();
-                router.route(ops, &mut out)?;
-                for (tx, batch) in nodes.iter().zip(out) {
-                    tx.send(batch).await?;
+            Sink::Single { tx, .. } => Ok(tx.send(ops).await?),
+            Sink::Cluster(c) => c.send(ops).await,
+        }
+    }
+
+    /// Resolves when the sink needs [`Sink::service`]: a writer stopped, or (cluster) commands
+    /// came back to be sent again.
+    pub async fn attention(&self) {
+        match self {
+            Sink::Single { tx, .. } => tx.closed().await,
+            Sink::Cluster(c) => {
+                while !c.needs_recovery() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Ok(())
             }
         }
     }
 
-    /// Resolves when a writer has stopped.
-    pub async fn closed(&self) {
+    /// Does what [`Sink::attention`] asked for. For a single writer that stopped, there is
+    /// nothing to do but report it.
+    pub async fn service(&mut self) -> Result<(), SinkError> {
         match self {
-            Sink::Single(tx) => tx.closed().await,
-            Sink::Cluster { nodes, .. } => loop {
-                if nodes.iter().any(OpSender::is_closed) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            },
+            Sink::Single { .. } => Err(SinkError::Closed(Closed)),
+            Sink::Cluster(c) => Ok(c.recover().await?),
+        }
+    }
+
+    pub fn applied(&self) -> Applied {
+        match self {
+            Sink::Single { writer, .. } => Applied::new(vec![Arc::clone(writer.progress())]),
+            Sink::Cluster(c) => c.applied(),
         }
     }
 
     /// What the router did (cluster destinations).
-    pub fn route_stats(&self) -> Option<&RouteStats> {
+    pub fn route_stats(&self) -> Option<RouteStats> {
         match self {
-            Sink::Single(_) => None,
-            Sink::Cluster { router, .. } => Some(&router.stats),
+            Sink::Single { .. } => None,
+            Sink::Cluster(c) => Some(c.stats().clone()),
         }
     }
-}
 
-/// The progress of every writer of a destination.
-#[derive(Debug, Clone, Default)]
-pub struct Applied(pub Vec<Arc<Progress>>);
-
-impl Applied {
-    /// The source offset the whole destination has applied: the smallest of its writers'.
-    pub fn offset(&self) -> u64 {
-        self.0.iter().map(|p| p.applied()).min().unwrap_or(0)
+    /// Closes the input, waits until the destination has answered everything.
+    pub async fn finish(self) -> Result<(), DestError> {
+        match self {
+            Sink::Single { tx, writer } => {
+                drop(tx);
+                writer.finish().await
+            }
+            Sink::Cluster(c) => c.finish().await,
+        }
     }
 
-    pub fn commands(&self) -> u64 {
-        self.0
-            .iter()
-            .map(|p| p.commands.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    pub fn key_errors(&self) -> u64 {
-        self.0
-            .iter()
-            .map(|p| p.key_errors.load(Ordering::Relaxed))
-            .sum()
+    pub fn abort(&self) {
+        match self {
+            Sink::Single { writer, .. } => writer.abort(),
+            Sink::Cluster(c) => c.abort(),
+        }
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::queue::{queue, OpReceiver, OpSender};
+use super::recovery::{returned_kind, Recovery, Returned};
 use super::reply::{classify_error, Action};
 use super::{DestError, Progress};
 use crate::cmd::Command;
@@ -46,6 +47,9 @@ pub struct WriterConfig {
     pub queue_batches: usize,
     /// Bytes queued on the input channel at most (on top of the window).
     pub queue_bytes: usize,
+    /// Cluster destinations: where commands that must go elsewhere are handed back (instead
+    /// of stopping the run).
+    pub recovery: Option<Arc<Recovery>>,
 }
 
 impl WriterConfig {
@@ -57,6 +61,7 @@ impl WriterConfig {
             window_bytes: 16 << 20,
             queue_batches: 64,
             queue_bytes: 8 << 20,
+            recovery: None,
         }
     }
 }
@@ -81,6 +86,8 @@ struct Pend {
     cmd: Option<Command>,
     offset: Option<u64>,
     cost: u32,
+    /// Never written (handed back by a failed send task): no reply will come.
+    unsent: bool,
 }
 
 impl Writer {
@@ -99,8 +106,21 @@ impl Writer {
             max_cmds,
             max_bytes,
         };
-        let send = tokio::spawn(send_loop(wr, rx, ptx, window.clone()));
-        let recv = tokio::spawn(recv_loop(rd, leftover, prx, window, progress.clone()));
+        let send = tokio::spawn(send_loop(
+            wr,
+            rx,
+            ptx,
+            window.clone(),
+            cfg.recovery.is_some(),
+        ));
+        let recv = tokio::spawn(recv_loop(
+            rd,
+            leftover,
+            prx,
+            window,
+            progress.clone(),
+            cfg.recovery,
+        ));
         Ok(Writer {
             tx: Some(tx),
             progress,
@@ -131,6 +151,16 @@ impl Writer {
         recv.and(send)
     }
 
+    /// Whether the writer has stopped taking commands.
+    pub fn is_closed(&self) -> bool {
+        self.tx.as_ref().is_none_or(OpSender::is_closed)
+    }
+
+    /// Whether both tasks have ended.
+    pub fn is_finished(&self) -> bool {
+        self.send.is_finished() && self.recv.is_finished()
+    }
+
     /// Stops at once, without waiting for replies.
     pub fn abort(&self) {
         self.send.abort();
@@ -151,10 +181,34 @@ async fn send_loop(
     mut rx: OpReceiver,
     ptx: mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
+    hand_back: bool,
 ) -> Result<(), DestError> {
-    let result = send_batches(wr, &mut rx, ptx, window).await;
+    let mut unsent = Vec::new();
+    let result = send_batches(wr, &mut rx, &ptx, window, &mut unsent).await;
     // Whatever ended the loop, feeders must not wait for room any more.
     rx.close();
+    if hand_back {
+        // A cluster sink sends these again elsewhere: after what is in flight, in order.
+        while let Ok(batch) = rx.try_recv() {
+            unsent.extend(batch);
+        }
+        let pend: Vec<Pend> = unsent
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::Cmd(cmd) => Some(Pend {
+                    offset: cmd.offset,
+                    cmd: Some(cmd),
+                    cost: 0,
+                    unsent: true,
+                }),
+                Op::Mark(_) => None,
+            })
+            .collect();
+        if !pend.is_empty() {
+            let _ = ptx.send(pend);
+        }
+        return Ok(());
+    }
     result
 }
 
@@ -217,8 +271,9 @@ impl Window {
 async fn send_batches(
     mut wr: OwnedWriteHalf,
     rx: &mut OpReceiver,
-    ptx: mpsc::UnboundedSender<Vec<Pend>>,
+    ptx: &mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
+    unsent: &mut Vec<Op>,
 ) -> Result<(), DestError> {
     let mut out = BytesMut::with_capacity(256 * 1024);
     loop {
@@ -240,68 +295,89 @@ async fn send_batches(
         };
         let mut ops = batch.into_iter().peekable();
         while ops.peek().is_some() {
-            // The longest run of ops that fits the window, then room for all of it at once.
-            let mut group = Vec::new();
-            let (mut cmds, mut bytes) = (0usize, 0usize);
-            while let Some(op) = ops.peek() {
-                let cost = match op {
-                    Op::Cmd(c) => window.cost(c) as usize,
-                    Op::Mark(_) => 0,
-                };
-                let is_cmd = usize::from(matches!(op, Op::Cmd(_)));
-                if !group.is_empty()
-                    && (cmds + is_cmd > window.max_cmds || bytes + cost > window.max_bytes)
-                {
-                    break;
-                }
-                cmds += is_cmd;
-                bytes += cost;
-                group.extend(ops.next());
-            }
-            if !window.try_acquire(cmds as u32, bytes as u32) {
-                flush(&mut wr, &mut out).await?;
-                if !window.acquire(cmds as u32, bytes as u32).await {
-                    // Closed: the receive task stopped and will report why.
-                    return Ok(());
-                }
-            }
-            let mut pend = Vec::with_capacity(group.len());
-            for op in group {
-                let cmd = match op {
-                    Op::Mark(offset) => {
-                        pend.push(Pend {
-                            cmd: None,
-                            offset: Some(offset),
-                            cost: 0,
-                        });
-                        continue;
-                    }
-                    Op::Cmd(cmd) => cmd,
-                };
-                for chunk in cmd.chunks() {
-                    if chunk.len() >= DIRECT_WRITE {
-                        flush(&mut wr, &mut out).await?;
-                        wr.write_all(chunk).await?;
-                    } else {
-                        out.extend_from_slice(chunk);
-                    }
-                }
-                let cost = window.cost(&cmd);
-                let offset = cmd.offset;
-                pend.push(Pend {
-                    cmd: Some(cmd),
-                    offset,
-                    cost,
-                });
-                if out.len() >= 256 * 1024 {
-                    flush(&mut wr, &mut out).await?;
-                }
-            }
-            if ptx.send(pend).is_err() {
-                return Ok(());
+            let result = send_group(&mut wr, &mut out, &mut ops, ptx, &window).await;
+            if result.is_err() || window.cmds.is_closed() {
+                unsent.extend(ops);
+                return result;
             }
         }
     }
+}
+
+/// Sends the longest run of `ops` that fits the window. The group is handed to the receive
+/// task before it is written, so that nothing sent is unaccounted for if writing fails.
+async fn send_group(
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    ops: &mut std::iter::Peekable<std::vec::IntoIter<Op>>,
+    ptx: &mpsc::UnboundedSender<Vec<Pend>>,
+    window: &Window,
+) -> Result<(), DestError> {
+    // The longest run of ops that fits the window, then room for all of it at once.
+    let mut group = Vec::new();
+    let (mut cmds, mut bytes) = (0usize, 0usize);
+    while let Some(op) = ops.peek() {
+        let cost = match op {
+            Op::Cmd(c) => window.cost(c) as usize,
+            Op::Mark(_) => 0,
+        };
+        let is_cmd = usize::from(matches!(op, Op::Cmd(_)));
+        if !group.is_empty() && (cmds + is_cmd > window.max_cmds || bytes + cost > window.max_bytes)
+        {
+            break;
+        }
+        cmds += is_cmd;
+        bytes += cost;
+        group.extend(ops.next());
+    }
+    if !window.try_acquire(cmds as u32, bytes as u32) {
+        flush(wr, out).await?;
+        if !window.acquire(cmds as u32, bytes as u32).await {
+            // Closed: the receive task stopped and will report why.
+            let mut rest = group;
+            rest.extend(ops.by_ref());
+            *ops = rest.into_iter().peekable();
+            return Ok(());
+        }
+    }
+    let mut pend = Vec::with_capacity(group.len());
+    let mut to_write = Vec::with_capacity(group.len());
+    for op in group {
+        match op {
+            Op::Mark(offset) => pend.push(Pend {
+                cmd: None,
+                offset: Some(offset),
+                cost: 0,
+                unsent: false,
+            }),
+            Op::Cmd(cmd) => {
+                to_write.push(cmd.clone());
+                pend.push(Pend {
+                    cost: window.cost(&cmd),
+                    offset: cmd.offset,
+                    cmd: Some(cmd),
+                    unsent: false,
+                });
+            }
+        }
+    }
+    if ptx.send(pend).is_err() {
+        return Ok(());
+    }
+    for cmd in to_write {
+        for chunk in cmd.chunks() {
+            if chunk.len() >= DIRECT_WRITE {
+                flush(wr, out).await?;
+                wr.write_all(chunk).await?;
+            } else {
+                out.extend_from_slice(chunk);
+            }
+        }
+        if out.len() >= 256 * 1024 {
+            flush(wr, out).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), DestError> {
@@ -318,11 +394,36 @@ async fn recv_loop(
     mut prx: mpsc::UnboundedReceiver<Vec<Pend>>,
     window: Window,
     progress: Arc<Progress>,
+    recovery: Option<Arc<Recovery>>,
 ) -> Result<(), DestError> {
-    let result = recv_replies(&mut rd, &mut buf, &mut prx, &window, &progress).await;
+    let mut rest = Vec::new();
+    let rec = recovery.as_deref();
+    let result = recv_replies(
+        &mut rd, &mut buf, &mut prx, &window, &progress, rec, &mut rest,
+    )
+    .await;
     // Wake a send task waiting for the window: nothing will free it any more.
     window.close();
-    result
+    let (Err(e), Some(rec)) = (&result, rec) else {
+        return result;
+    };
+    if !matches!(e, DestError::Io(_) | DestError::Conn(_)) {
+        return result;
+    }
+    // A cluster node went away: everything it did not answer goes back, in order, to be sent
+    // again once the topology is known (at least once: some of it may have been applied).
+    tracing::warn!(error = %e, "lost the connection to a destination cluster node; its unanswered commands will be sent again");
+    let mut back = |p: Pend| {
+        if let Some(cmd) = p.cmd {
+            progress.outstanding.fetch_sub(1, Ordering::AcqRel);
+            rec.hand_back(cmd, Returned::Lost);
+        }
+    };
+    rest.into_iter().for_each(&mut back);
+    while let Some(group) = prx.recv().await {
+        group.into_iter().for_each(&mut back);
+    }
+    Ok(())
 }
 
 async fn recv_replies(
@@ -331,49 +432,62 @@ async fn recv_replies(
     prx: &mut mpsc::UnboundedReceiver<Vec<Pend>>,
     window: &Window,
     progress: &Progress,
+    recovery: Option<&Recovery>,
+    rest: &mut Vec<Pend>,
 ) -> Result<(), DestError> {
     // Room to give back to the window, released in bulk (always before waiting for bytes).
-    let (mut free_cmds, mut free_bytes) = (0usize, 0usize);
+    let mut free = (0usize, 0usize);
     while let Some(group) = prx.recv().await {
-        for p in group {
-            recv_one(
-                rd,
-                buf,
-                p,
-                window,
-                progress,
-                &mut free_cmds,
-                &mut free_bytes,
-            )
-            .await?;
+        let mut it = group.into_iter();
+        while let Some(p) = it.next() {
+            if let Err(e) = recv_one(rd, buf, &p, window, progress, recovery, &mut free).await {
+                rest.push(p);
+                rest.extend(it);
+                return Err(e);
+            }
         }
-        window.release(free_cmds, free_bytes);
-        (free_cmds, free_bytes) = (0, 0);
+        window.release(free.0, free.1);
+        free = (0, 0);
     }
     Ok(())
+}
+
+/// Publishes an applied offset, unless commands handed back are waiting to be sent again.
+fn publish(progress: &Progress, recovery: Option<&Recovery>, offset: Option<u64>) {
+    if let Some(off) = offset {
+        if !recovery.is_some_and(Recovery::frozen) {
+            progress.applied_offset.store(off, Ordering::Release);
+        }
+    }
 }
 
 async fn recv_one(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
-    p: Pend,
+    p: &Pend,
     window: &Window,
     progress: &Progress,
-    free_cmds: &mut usize,
-    free_bytes: &mut usize,
+    recovery: Option<&Recovery>,
+    free: &mut (usize, usize),
 ) -> Result<(), DestError> {
-    let Some(cmd) = p.cmd else {
-        if let Some(off) = p.offset {
-            progress.applied_offset.store(off, Ordering::Release);
-        }
+    let Some(cmd) = &p.cmd else {
+        publish(progress, recovery, p.offset);
         return Ok(());
     };
+    if p.unsent {
+        // Handed back by the send task: never written, no reply to wait for.
+        if let Some(rec) = recovery {
+            progress.outstanding.fetch_sub(1, Ordering::AcqRel);
+            rec.hand_back(cmd.clone(), Returned::Lost);
+        }
+        return Ok(());
+    }
     let reply = loop {
         match scan_reply(buf) {
             Ok(Some(r)) => break r,
             Ok(None) => {
-                window.release(*free_cmds, *free_bytes);
-                (*free_cmds, *free_bytes) = (0, 0);
+                window.release(free.0, free.1);
+                *free = (0, 0);
                 if buf.capacity() - buf.len() < 16 * 1024 {
                     buf.reserve(64 * 1024);
                 }
@@ -386,8 +500,9 @@ async fn recv_one(
             }
         }
     };
-    *free_cmds += 1;
-    *free_bytes += p.cost as usize;
+    free.0 += 1;
+    free.1 += p.cost as usize;
+    progress.outstanding.fetch_sub(1, Ordering::AcqRel);
     progress.commands.fetch_add(1, Ordering::Relaxed);
     progress
         .bytes
@@ -397,6 +512,10 @@ async fn recv_one(
         .as_ref()
         .map(|r| String::from_utf8_lossy(&buf[r.clone()]).into_owned());
     let _ = buf.split_to(reply.len);
+    if let (Some(rec), Some(kind)) = (recovery, error.as_deref().and_then(returned_kind)) {
+        rec.hand_back(cmd.clone(), kind);
+        return Ok(());
+    }
     let action = error.as_deref().map_or(Action::Ok, classify_error);
     match (action, error) {
         (Action::Ok, _) => {}
@@ -422,8 +541,6 @@ async fn recv_one(
             });
         }
     }
-    if let Some(off) = p.offset {
-        progress.applied_offset.store(off, Ordering::Release);
-    }
+    publish(progress, recovery, p.offset);
     Ok(())
 }

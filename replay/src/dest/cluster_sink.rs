@@ -1,0 +1,357 @@
+//! The sink of a cluster destination: the router in front of one writer per master, and the
+//! recovery that keeps the run going while the cluster changes under it. When a writer hands
+//! commands back (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, a lost connection), routing
+//! stops, every writer is drained, the slot map is read again (with capped, jittered backoff
+//! while the cluster settles), writers are opened for new masters, and the commands handed
+//! back are sent again in their original order before anything new — so the order of writes
+//! to a key is kept through every redirection. Applied offsets are frozen meanwhile.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::recovery::{Recovery, Returned};
+use super::writer::{Writer, WriterConfig};
+use super::{probe, DestError, Op, Progress};
+use crate::cluster::{NodeAddr, RouteStats, Router, Topology};
+use crate::cmd::Command;
+use crate::net::Endpoint;
+
+/// The progress of every writer of a destination (the set changes with the cluster).
+#[derive(Debug, Clone, Default)]
+pub struct Applied(pub Arc<RwLock<Vec<Arc<Progress>>>>);
+
+impl Applied {
+    pub fn new(list: Vec<Arc<Progress>>) -> Self {
+        Applied(Arc::new(RwLock::new(list)))
+    }
+
+    fn read(&self) -> Vec<Arc<Progress>> {
+        self.0
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn set(&self, list: Vec<Arc<Progress>>) {
+        match self.0.write() {
+            Ok(mut l) => *l = list,
+            Err(p) => *p.into_inner() = list,
+        }
+    }
+
+    /// The source offset the whole destination has applied: the smallest of its writers'.
+    pub fn offset(&self) -> u64 {
+        self.read().iter().map(|p| p.applied()).min().unwrap_or(0)
+    }
+
+    pub fn commands(&self) -> u64 {
+        self.read()
+            .iter()
+            .map(|p| p.commands.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn key_errors(&self) -> u64 {
+        self.read()
+            .iter()
+            .map(|p| p.key_errors.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// How long the cluster may stay unusable before the run stops.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct ClusterSink {
+    pub(crate) router: Router,
+    /// One per master, in the router's order.
+    writers: Vec<(NodeAddr, Writer)>,
+    applied: Applied,
+    recovery: Arc<Recovery>,
+    /// Batches a stopped writer did not take, per master, handed back after its own.
+    refused: Vec<Vec<Command>>,
+    /// Commands handed back and not yet sent again (a refresh failed).
+    carry: Vec<(Command, Returned)>,
+    seed: Endpoint,
+    template: WriterConfig,
+    /// Redirections and reconnections so far.
+    pub recoveries: u64,
+}
+
+impl ClusterSink {
+    /// Opens a writer per master of `topo`.
+    pub async fn open(
+        topo: Topology,
+        router: Router,
+        seed: Endpoint,
+        template: WriterConfig,
+    ) -> Result<ClusterSink, DestError> {
+        let recovery = Arc::new(Recovery::default());
+        let mut sink = ClusterSink {
+            router,
+            writers: Vec::new(),
+            applied: Applied::default(),
+            recovery,
+            refused: Vec::new(),
+            carry: Vec::new(),
+            seed,
+            template,
+            recoveries: 0,
+        };
+        sink.adopt(topo).await?;
+        Ok(sink)
+    }
+
+    pub fn applied(&self) -> Applied {
+        self.applied.clone()
+    }
+
+    pub fn stats(&self) -> &RouteStats {
+        &self.router.stats
+    }
+
+    /// Routes a batch and hands it to the masters' writers; recovers first if needed.
+    pub async fn send(&mut self, ops: Vec<Op>) -> Result<(), super::SinkError> {
+        if self.needs_recovery() {
+            self.recover().await?;
+        }
+        let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
+        self.router.route(ops, &mut out)?;
+        self.dispatch(out).await;
+        Ok(())
+    }
+
+    /// Whether commands are waiting to be sent again, or a writer has stopped.
+    pub fn needs_recovery(&self) -> bool {
+        self.recovery.pending() || self.writers.iter().any(|(_, w)| w.is_closed())
+    }
+
+    async fn dispatch(&mut self, out: Vec<Vec<Op>>) {
+        for (i, batch) in out.into_iter().enumerate() {
+            let cmds = batch.iter().filter(|o| matches!(o, Op::Cmd(_))).count() as i64;
+            let (_, w) = &self.writers[i];
+            w.progress().outstanding.fetch_add(cmds, Ordering::AcqRel);
+            if let Err(back) = w.sender().send_or_return(batch).await {
+                w.progress().outstanding.fetch_sub(cmds, Ordering::AcqRel);
+                self.refused[i].extend(back.into_iter().filter_map(|o| match o {
+                    Op::Cmd(c) => Some(c),
+                    Op::Mark(_) => None,
+                }));
+            }
+        }
+    }
+
+    /// Waits until every live writer has an answer for everything, and every stopped one has
+    /// handed back what it held.
+    async fn wait_idle(&self, deadline: Instant) -> Result<(), DestError> {
+        loop {
+            let idle = self.writers.iter().all(|(_, w)| {
+                if w.is_closed() {
+                    w.is_finished()
+                } else {
+                    w.progress().outstanding.load(Ordering::Acquire) <= 0
+                }
+            });
+            if idle {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DestError::Unsupported(
+                    "the destination cluster did not answer the commands in flight in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Sends again what came back, until nothing does; then unfreezes the applied offsets.
+    pub async fn recover(&mut self) -> Result<(), DestError> {
+        let deadline = Instant::now() + GIVE_UP_AFTER;
+        let mut round = 0u32;
+        loop {
+            self.wait_idle(deadline).await?;
+            let mut items = std::mem::take(&mut self.carry);
+            items.extend(self.recovery.take());
+            for r in self.refused.iter_mut() {
+                items.extend(r.drain(..).map(|c| (c, Returned::Lost)));
+            }
+            let dead = self.writers.iter().any(|(_, w)| w.is_closed());
+            if items.is_empty() && !dead {
+                break;
+            }
+            round += 1;
+            self.recoveries += 1;
+            if Instant::now() > deadline {
+                return Err(DestError::Unsupported(format!(
+                    "gave up after {} s: the destination cluster kept redirecting or refusing {} commands",
+                    GIVE_UP_AFTER.as_secs(),
+                    items.len()
+                )));
+            }
+            let transient = dead
+                || items
+                    .iter()
+                    .any(|(_, k)| matches!(k, Returned::Transient | Returned::Lost));
+            if transient || round > 1 {
+                tokio::time::sleep(backoff(round)).await;
+            }
+            tracing::info!(
+                commands = items.len(),
+                round,
+                "the destination cluster changed: reading its slot map again and sending {} commands again",
+                items.len()
+            );
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, round, "the destination cluster is not ready yet; retrying");
+                self.carry = items;
+                continue;
+            }
+            let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
+            for (cmd, why) in items {
+                match why {
+                    Returned::Ask { addr } => match self.node_index(&addr) {
+                        Some(i) => {
+                            out[i].push(Op::Cmd(Command::new(&["ASKING"])));
+                            out[i].push(Op::Cmd(cmd));
+                        }
+                        None => self.router.route(vec![Op::Cmd(cmd)], &mut out)?,
+                    },
+                    _ => self.router.route(vec![Op::Cmd(cmd)], &mut out)?,
+                }
+            }
+            self.dispatch(out).await;
+        }
+        self.recovery.unfreeze();
+        // Everything routed so far is applied: every master may say so.
+        if let Some(last) = self.router.last_offset() {
+            let marks = self.writers.iter().map(|_| vec![Op::Mark(last)]).collect();
+            self.dispatch(marks).await;
+        }
+        Ok(())
+    }
+
+    fn node_index(&self, addr: &str) -> Option<usize> {
+        let (host, port) = addr.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        self.writers
+            .iter()
+            .position(|(a, _)| a.host == host && a.port == port)
+    }
+
+    /// Reads the slot map from the seed or any known master, and adopts it.
+    async fn refresh(&mut self) -> Result<(), DestError> {
+        let mut candidates = vec![self.seed.clone()];
+        candidates.extend(self.writers.iter().map(|(a, _)| Endpoint {
+            host: a.host.clone(),
+            port: a.port,
+            user: self.seed.user.clone(),
+            password: self.seed.password.clone(),
+        }));
+        let mut last = None;
+        for ep in candidates {
+            match probe(&ep, self.template.connect_timeout).await {
+                Ok(t) => match t.cluster {
+                    Some(topo) if topo.unassigned() == 0 => return self.adopt(topo).await,
+                    Some(topo) => {
+                        last = Some(DestError::Unsupported(format!(
+                            "{} slots have no master",
+                            topo.unassigned()
+                        )))
+                    }
+                    None => {
+                        last = Some(DestError::Unsupported(format!(
+                            "{ep} is not in cluster mode"
+                        )))
+                    }
+                },
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| DestError::Unsupported("no node to ask".into())))
+    }
+
+    /// Writers aligned with `topo`'s masters: live ones kept, new ones opened, others closed.
+    async fn adopt(&mut self, topo: Topology) -> Result<(), DestError> {
+        let floor = self.applied.offset();
+        let mut old = std::mem::take(&mut self.writers);
+        let mut writers = Vec::with_capacity(topo.masters.len());
+        for m in &topo.masters {
+            let reuse = old
+                .iter()
+                .position(|(a, w)| a == m && !w.is_closed())
+                .map(|i| old.swap_remove(i));
+            let pair = match reuse {
+                Some(p) => p,
+                None => {
+                    let mut cfg = self.template.clone();
+                    cfg.endpoint = Endpoint {
+                        host: m.host.clone(),
+                        port: m.port,
+                        user: self.seed.user.clone(),
+                        password: self.seed.password.clone(),
+                    };
+                    cfg.recovery = Some(self.recovery.clone());
+                    let progress = Arc::new(Progress::default());
+                    progress.applied_offset.store(floor, Ordering::Release);
+                    match Writer::start(cfg, progress).await {
+                        Ok(w) => (m.clone(), w),
+                        Err(e) => {
+                            // Keep what we had; the next round tries again.
+                            old.extend(writers);
+                            self.writers = old;
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            writers.push(pair);
+        }
+        for (_, w) in old {
+            // Idle (drained) or stopped: nothing of theirs is lost by closing them.
+            tokio::spawn(async move {
+                let _ = w.finish().await;
+            });
+        }
+        self.applied
+            .set(writers.iter().map(|(_, w)| w.progress().clone()).collect());
+        self.refused = writers.iter().map(|_| Vec::new()).collect();
+        self.writers = writers;
+        self.router.set_topology(topo);
+        Ok(())
+    }
+
+    /// Closes every writer and waits until each has drained; the first error wins.
+    pub async fn finish(mut self) -> Result<(), DestError> {
+        if self.needs_recovery() {
+            self.recover().await?;
+        }
+        let mut first = Ok(());
+        for (_, w) in self.writers {
+            let r = w.finish().await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    pub fn abort(&self) {
+        for (_, w) in &self.writers {
+            w.abort();
+        }
+    }
+}
+
+/// 100 ms doubling per round up to 2 s, with up to 50 % jitter.
+fn backoff(round: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << round.min(5)).min(2000);
+    let nanos = Instant::now().elapsed().subsec_nanos() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    Duration::from_millis(base + nanos % (base / 2 + 1))
+}
