@@ -171,6 +171,7 @@ impl ClusterSink {
     pub async fn recover(&mut self) -> Result<(), DestError> {
         let deadline = Instant::now() + GIVE_UP_AFTER;
         let mut round = 0u32;
+        let mut dead = false;
         loop {
             self.wait_idle(deadline).await?;
             let mut items = std::mem::take(&mut self.carry);
@@ -178,7 +179,23 @@ impl ClusterSink {
             for r in self.refused.iter_mut() {
                 items.extend(r.drain(..).map(|c| (c, Returned::Lost)));
             }
-            let dead = self.writers.iter().any(|(_, w)| w.is_closed());
+            // A stopped writer either lost its connection (what it held is in `items`) or met
+            // an error that stops the run: that error must not be lost with it.
+            let mut i = 0;
+            while i < self.writers.len() {
+                if self.writers[i].1.is_closed() {
+                    let (addr, w) = self.writers.remove(i);
+                    if let Err(e) = w.finish().await {
+                        if !matches!(e, DestError::Io(_) | DestError::Conn(_)) {
+                            return Err(e);
+                        }
+                    }
+                    tracing::info!(node = %format!("{}:{}", addr.host, addr.port), "closed the connection to a destination cluster node");
+                    dead = true;
+                } else {
+                    i += 1;
+                }
+            }
             if items.is_empty() && !dead {
                 break;
             }
@@ -209,6 +226,7 @@ impl ClusterSink {
                 self.carry = items;
                 continue;
             }
+            dead = false;
             let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
             for (cmd, why) in items {
                 match why {
