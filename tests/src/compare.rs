@@ -10,10 +10,12 @@
 //! delivery count). A value that differs is fetched from both sides to say how it differs.
 //!
 //! One exception can be asked for, with [`CompareOptions::live_replication`]: a group's
-//! entries-read that the target does not know (nil) where the source does. Redis 7.0
-//! replicates a group's progress as `XCLAIM … LASTID`, which leaves entries-read unknown on
-//! every replica, Redis's own included (the harness tests show it), so no tool that forwards
-//! the replication stream can keep it; an RDB carries it, so the default is strict.
+//! entries-read that the target does not know (nil), or knows at a lower count, where the
+//! source knows it. Redis 7.0 replicates a group's progress as `XCLAIM … LASTID`, which moves
+//! last-delivered-id but not entries-read on every replica, Redis's own included (the harness
+//! tests show it): a group created from the stream stays unknown, and a group that came in
+//! the snapshot keeps the count it had then. No tool that forwards the replication stream can
+//! keep it; an RDB carries it, so the default is strict.
 //!
 //! TTLs are compared as absolute expiry times (`PEXPIRETIME`, Redis ≥ 7.0), which is what
 //! `PTTL` within the tolerance means without counting the time the comparison itself takes
@@ -21,18 +23,25 @@
 //!
 //! The comparison reads both servers while nothing writes to them; a key that vanishes in
 //! between (an expiry) is reported like any other difference.
+//!
+//! Either side may be a Redis Cluster ([`Compared`] is implemented by `RedisServer` and
+//! `RedisCluster`; `compare/side.rs`). A cluster has db 0 only: its key set is the union of
+//! `SCAN`s on every master, each key is read from the master owning its slot, and its dbs
+//! 1–15 are empty, so a key the other side holds there is missing. A key on a master that
+//! does not own its slot is a difference of its own ([`DiffKind::Misplaced`]).
 
+mod side;
 mod streams;
 mod values;
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use redis::{Connection, Value};
 
 use crate::display::{show, text};
-use crate::server::RedisServer;
-use streams::{accept_unknown_entries_read, lines_diff, stream_summary};
+use side::Side;
+pub use side::{Compared, Endpoints};
+use streams::{accept_stale_entries_read, lines_diff, stream_summary};
 use values::describe_value_difference;
 
 /// The dbs compared (a default `redis-server` has 16).
@@ -47,8 +56,9 @@ const BATCH: usize = 200;
 /// What the comparison may let pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompareOptions {
-    /// A group's entries-read may be unknown (nil) on the target where the source knows it.
-    pub unknown_entries_read_on_target: bool,
+    /// A group's entries-read may be unknown (nil) or lower on the target where the source
+    /// knows it.
+    pub stale_entries_read_on_target: bool,
 }
 
 impl CompareOptions {
@@ -60,7 +70,7 @@ impl CompareOptions {
     /// For a target fed by the source's replication stream (see the module doc).
     pub fn live_replication() -> CompareOptions {
         CompareOptions {
-            unknown_entries_read_on_target: true,
+            stale_entries_read_on_target: true,
         }
     }
 }
@@ -80,6 +90,8 @@ pub enum DiffKind {
     Ttl,
     /// Stream metadata that the digest does not cover (groups, consumers, pending entries, …).
     Stream,
+    /// On a cluster master that does not own the key's slot (the detail says which side).
+    Misplaced,
 }
 
 /// One difference between the source and the target.
@@ -105,16 +117,16 @@ impl fmt::Display for Difference {
     }
 }
 
-/// Panics, listing the first differences, unless both servers hold the same dataset
-/// (strictly).
-pub fn assert_same_dataset(source: &RedisServer, target: &RedisServer) {
+/// Panics, listing the first differences, unless both sides (servers or clusters) hold the
+/// same dataset (strictly).
+pub fn assert_same_dataset(source: &impl Compared, target: &impl Compared) {
     assert_same_dataset_with(source, target, CompareOptions::strict());
 }
 
 /// Like [`assert_same_dataset`], letting pass what `options` allow.
 pub fn assert_same_dataset_with(
-    source: &RedisServer,
-    target: &RedisServer,
+    source: &impl Compared,
+    target: &impl Compared,
     options: CompareOptions,
 ) {
     let differences = dataset_differences_with(source, target, options);
@@ -126,29 +138,44 @@ pub fn assert_same_dataset_with(
 }
 
 /// Every difference between the datasets of `source` and `target` (strictly).
-pub fn dataset_differences(source: &RedisServer, target: &RedisServer) -> Vec<Difference> {
+pub fn dataset_differences(source: &impl Compared, target: &impl Compared) -> Vec<Difference> {
     dataset_differences_with(source, target, CompareOptions::strict())
 }
 
 /// Every difference between the datasets of `source` and `target` that `options` do not
 /// allow.
 pub fn dataset_differences_with(
-    source: &RedisServer,
-    target: &RedisServer,
+    source: &impl Compared,
+    target: &impl Compared,
     options: CompareOptions,
 ) -> Vec<Difference> {
-    differences_between(&mut source.client(), &mut target.client(), options)
+    let (src, dst) = (source.endpoints(), target.endpoints());
+    let (mut src_cons, mut dst_cons) = (src.connect(), dst.connect());
+    compare_sides(
+        &mut Side::new(&src, &mut src_cons),
+        &mut Side::new(&dst, &mut dst_cons),
+        options,
+    )
 }
 
-/// Every difference between the datasets behind two connections (their selected db changes).
+/// Every difference between the datasets behind two connections to standalone servers (their
+/// selected db changes).
 pub fn differences_between(
     source: &mut Connection,
     target: &mut Connection,
     options: CompareOptions,
 ) -> Vec<Difference> {
+    compare_sides(
+        &mut Side::standalone(source),
+        &mut Side::standalone(target),
+        options,
+    )
+}
+
+fn compare_sides(src: &mut Side, dst: &mut Side, options: CompareOptions) -> Vec<Difference> {
     let mut out = Vec::new();
     for db in 0..DATABASES {
-        compare_db(source, target, db, options, &mut out);
+        compare_db(src, dst, db, options, &mut out);
     }
     out
 }
@@ -172,16 +199,14 @@ pub fn format_differences(differences: &[Difference]) -> String {
 }
 
 fn compare_db(
-    src: &mut Connection,
-    dst: &mut Connection,
+    src: &mut Side,
+    dst: &mut Side,
     db: u8,
     options: CompareOptions,
     out: &mut Vec<Difference>,
 ) {
-    select(src, db);
-    select(dst, db);
-    let src_keys = scan_keys(src);
-    let dst_keys = scan_keys(dst);
+    let (src_keys, src_misplaced) = src.keys(db);
+    let (dst_keys, dst_misplaced) = dst.keys(db);
     let mut push = |key: &[u8], kind, detail| {
         out.push(Difference {
             db,
@@ -190,20 +215,26 @@ fn compare_db(
             detail,
         })
     };
+    for (side, misplaced) in [("source", src_misplaced), ("target", dst_misplaced)] {
+        for key in misplaced {
+            let detail = format!("{side}: {}", key.detail);
+            push(&key.key, DiffKind::Misplaced, detail);
+        }
+    }
     for key in src_keys.difference(&dst_keys) {
-        let detail = format!("source has {}", describe_key(src, key));
+        let detail = format!("source has {}", describe_key(src.con(key), key));
         push(key, DiffKind::MissingOnTarget, detail);
     }
     for key in dst_keys.difference(&src_keys) {
-        let detail = format!("target has {}", describe_key(dst, key));
+        let detail = format!("target has {}", describe_key(dst.con(key), key));
         push(key, DiffKind::ExtraOnTarget, detail);
     }
     let common: Vec<&Vec<u8>> = src_keys.intersection(&dst_keys).collect();
     for chunk in common.chunks(BATCH) {
-        let src_facts = key_facts(src, chunk);
-        let dst_facts = key_facts(dst, chunk);
+        let src_facts = src.key_facts(chunk);
+        let dst_facts = dst.key_facts(chunk);
         for ((key, s), d) in chunk.iter().zip(&src_facts).zip(&dst_facts) {
-            for (kind, detail) in compare_key(src, dst, key, s, d, options) {
+            for (kind, detail) in compare_key(src.con(key), dst.con(key), key, s, d, options) {
                 push(key, kind, detail);
             }
         }
@@ -279,8 +310,8 @@ fn compare_key(
     if s.ty == "stream" {
         let src_summary = stream_summary(src, key);
         let mut dst_summary = stream_summary(dst, key);
-        if options.unknown_entries_read_on_target {
-            accept_unknown_entries_read(&src_summary, &mut dst_summary);
+        if options.stale_entries_read_on_target {
+            accept_stale_entries_read(&src_summary, &mut dst_summary);
         }
         if src_summary != dst_summary {
             found.push((DiffKind::Stream, lines_diff(&src_summary, &dst_summary)));
@@ -335,24 +366,6 @@ fn describe_key(con: &mut Connection, key: &[u8]) -> String {
     };
     let expire_at: i64 = query(con, redis::cmd("PEXPIRETIME").arg(key));
     format!("a {ty}{size}, TTL {}", show_expiry(expire_at))
-}
-
-fn select(con: &mut Connection, db: u8) {
-    let _: () = query(con, redis::cmd("SELECT").arg(db));
-}
-
-fn scan_keys(con: &mut Connection) -> BTreeSet<Vec<u8>> {
-    let mut keys = BTreeSet::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) =
-            query(con, redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000));
-        keys.extend(batch);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
 }
 
 /// Runs a read of the comparison; a failure is the harness's problem, not a difference.

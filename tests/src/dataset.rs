@@ -5,8 +5,9 @@
 //! `listpack`), sets (intset, hashtable), sorted sets (listpack, skiplist), hashes (listpack,
 //! hashtable), streams with consumer groups, consumers with and without pending entries,
 //! deleted and trimmed entries, keys with TTLs, and a list, set, sorted set and hash of
-//! [`HUGE`] elements each; in db 0 and db 5. Keys start with `ds:` so that they never meet the
-//! workload's `wl:` keys. Everything is written with pipelines, so a fill takes seconds.
+//! [`HUGE`] elements each; in db 0 and db 5 ([`fill`]), or in db 0 only ([`fill_db0`], for a
+//! cluster destination). Keys start with `ds:` so that they never meet the workload's `wl:`
+//! keys. Everything is written with pipelines, so a fill takes seconds.
 //!
 //! TTLs are absolute and far in the future: nothing expires during a test, and two servers
 //! filled at different times hold the same expiry times.
@@ -66,6 +67,15 @@ pub const EXPECTED_ENCODINGS: &[(u8, &str, &[&str])] = &[
 /// Fills the server behind `con` (which is left on db 0). Deterministic: two servers filled
 /// this way hold the same dataset.
 pub fn fill(con: &mut Connection) {
+    fill_db0(con);
+    select(con, 5);
+    db5(con);
+    select(con, 0);
+}
+
+/// Fills db 0 only, with everything [`fill`] writes there: for a source whose destination has
+/// db 0 only (a cluster). Every key is a single-key write, so any slot may own it.
+pub fn fill_db0(con: &mut Connection) {
     let mut rng = Rng::new(0x5eed_da7a);
     select(con, 0);
     strings(con, &mut rng);
@@ -75,9 +85,6 @@ pub fn fill(con: &mut Connection) {
     hashes(con);
     streams(con);
     with_ttls(con);
-    select(con, 5);
-    db5(con);
-    select(con, 0);
 }
 
 /// Checks [`EXPECTED_ENCODINGS`]; returns one line per key that is not encoded as promised.

@@ -14,8 +14,11 @@
 //!   and `replicant load` to completion, both under deadlines.
 //! - [`barrier`]: reads the source's `INFO replication` and waits until the replica (replicant)
 //!   has acknowledged everything the source wrote: the sync barrier.
+//! - [`cluster`]: `RedisCluster`, N masters (and R replicas each) made with `redis-cli
+//!   --cluster create`, killed on drop; key slots (CRC16 with hash tags) and slot maps.
 //! - [`compare`]: `assert_same_dataset` and the list of differences behind it (value diffs in
-//!   `compare/values.rs`, stream metadata in `compare/streams.rs`).
+//!   `compare/values.rs`, stream metadata in `compare/streams.rs`); either side a standalone
+//!   server or a cluster (`compare/side.rs`).
 //! - [`display`]: replies and binary bytes as readable text for failure messages.
 //! - [`workload`]: a deterministic mixed write workload on a thread, at a bounded rate.
 //! - [`dataset`]: fills a server with every type and encoding Redis 7.0 has, big keys included.
@@ -27,6 +30,7 @@
 //! The end-to-end tests themselves are in `tests/` beside this folder; see the README there.
 
 pub mod barrier;
+pub mod cluster;
 pub mod compare;
 pub mod dataset;
 pub mod display;

@@ -23,6 +23,8 @@ use crate::wait::{self, Check};
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default deadline for `replicant load` (scaled).
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Warning and error lines of the log a failure shows, at most.
+const FIRST_WARNINGS: usize = 10;
 /// The environment variables that carry passwords.
 const PASSWORD_VARS: [&str; 2] = ["REPLICANT_SOURCE_PASSWORD", "REPLICANT_TARGET_PASSWORD"];
 
@@ -242,11 +244,26 @@ impl SyncProcess {
         }
     }
 
-    /// Panics with `message` and the tail of the log: for failures during a sync.
+    /// Panics with `message`, the first warnings and errors of the log (a loop that repeats
+    /// one line pushes its cause out of the tail) and the tail: for failures during a sync.
     pub fn fail(&self, message: &str) -> ! {
+        let log = self.log();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+            .take(FIRST_WARNINGS)
+            .collect();
+        let warnings = if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\n--- replicant's first warnings and errors ---\n{}",
+                warnings.join("\n")
+            )
+        };
         panic!(
-            "{message}\n--- replicant log tail ---\n{}",
-            self.log_tail(40)
+            "{message}{warnings}\n--- replicant log tail ---\n{}",
+            tail(&log, 40)
         )
     }
 
@@ -257,8 +274,9 @@ impl SyncProcess {
     }
 
     /// Sends SIGTERM, waits for the exit, and asserts it was status 0; panics with the log
-    /// tail otherwise (including when it does not exit within the deadline).
-    pub fn stop(mut self) {
+    /// tail otherwise (including when it does not exit within the deadline). Returns the
+    /// whole log, for the lines written while stopping (see [`log_line`]).
+    pub fn stop(mut self) -> String {
         if let Ok(Some(status)) = self.process.child.try_wait() {
             panic!(
                 "replicant sync had already exited ({status}) before SIGTERM\n\
@@ -274,7 +292,7 @@ impl SyncProcess {
             .unwrap_or_else(|err| panic!("cannot run `kill -TERM {pid}`: {err}"));
         assert!(sent.success(), "`kill -TERM {pid}` failed: {sent}");
         match self.process.wait_exit(STOP_TIMEOUT) {
-            Some(status) if status.success() => {}
+            Some(status) if status.success() => self.log(),
             Some(status) => panic!(
                 "replicant sync exited with {status} after SIGTERM (expected 0)\n\
                  --- replicant log tail ---\n{}",
@@ -375,4 +393,41 @@ fn read_lossy(path: &Path) -> String {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The last line of `log` that contains `marker` (e.g. `sync stopped`).
+pub fn log_line<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
+    log.lines().rev().find(|line| line.contains(marker))
+}
+
+/// The value of the field `name=value` in a log line (tracing's format), without quotes.
+pub fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|token| {
+        let value = token.strip_prefix(name)?.strip_prefix('=')?;
+        Some(value.trim_end_matches(',').trim_matches('"'))
+    })
+}
+
+/// The field `name` of a log line as a number.
+pub fn log_count(line: &str, name: &str) -> Option<u64> {
+    log_field(line, name)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields() {
+        let log = "2025-01-01T00:00:00Z  INFO replicant: synced\n\
+            2025-01-01T00:00:01Z  INFO replicant::sync: sync stopped split_commands=12 \
+            split_transactions=3, unsplittable=0 target=\"127.0.0.1:7000\"\n";
+        let line = log_line(log, "sync stopped").expect("the line is there");
+        assert_eq!(log_count(line, "split_commands"), Some(12));
+        assert_eq!(log_count(line, "split_transactions"), Some(3));
+        assert_eq!(log_count(line, "unsplittable"), Some(0));
+        assert_eq!(log_field(line, "target"), Some("127.0.0.1:7000"));
+        assert_eq!(log_field(line, "split"), None);
+        assert!(log_line(log, "no such line").is_none());
+    }
 }

@@ -6,6 +6,10 @@
 //! answers `PING`, polling with a deadline; a server that exits first, for example because it
 //! cannot load the RDB file it was given, is an error that carries the tail of its log.
 //!
+//! A cluster node ([`RedisServerBuilder::cluster_node`]) gets a second free port for its
+//! cluster bus (`cluster-port`: the default, port + 10000, is often above 65535 for the
+//! ephemeral ports the harness uses) and its `nodes.conf` in its own directory.
+//!
 //! The binary is `redis-server` from `PATH`, or the path in `$REDIS_SERVER`.
 
 use std::fmt;
@@ -25,11 +29,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT_ATTEMPTS: usize = 5;
 /// The name of the RDB file in the server's directory.
 const DB_FILENAME: &str = "dump.rdb";
+/// The name of a cluster node's configuration file, in its directory.
+const CLUSTER_CONFIG_FILENAME: &str = "nodes.conf";
 
 /// A running `redis-server`, killed on drop.
 pub struct RedisServer {
     child: Child,
     port: u16,
+    /// The cluster bus port of a cluster node.
+    bus_port: Option<u16>,
     password: Option<String>,
     /// Holds the server's working directory (RDB, logs); removed on drop, after the kill.
     dir: TempDir,
@@ -42,6 +50,8 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     rdb: Option<PathBuf>,
     start_timeout: Duration,
+    /// `cluster-enabled yes` with this `cluster-node-timeout`.
+    cluster_node_timeout: Option<Duration>,
 }
 
 /// A server that did not come up: why, and the end of its log.
@@ -70,6 +80,7 @@ impl RedisServer {
             password: None,
             rdb: None,
             start_timeout: START_TIMEOUT,
+            cluster_node_timeout: None,
         }
     }
 
@@ -80,6 +91,21 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `127.0.0.1:port`: the node address `redis-cli --cluster` and `CLUSTER SLOTS` use.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The cluster bus port of a cluster node; `None` for a standalone server.
+    pub fn bus_port(&self) -> Option<u16> {
+        self.bus_port
+    }
+
+    /// The password the server requires, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
     }
 
     pub fn pid(&self) -> u32 {
@@ -156,6 +182,14 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Starts the server as a cluster node (`cluster-enabled yes`, `cluster-config-file` in
+    /// its directory, this `cluster-node-timeout`, a free `cluster-port`), alone in its
+    /// cluster until `redis-cli --cluster create` (see [`crate::cluster`]) joins it to others.
+    pub fn cluster_node(mut self, node_timeout: Duration) -> Self {
+        self.cluster_node_timeout = Some(node_timeout);
+        self
+    }
+
     /// How long to wait for `PING` (scaled by the timeout scale).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -198,7 +232,13 @@ impl RedisServerBuilder {
                 ))
             })?;
         }
-        let port = free_port().map_err(|err| setup_error(format!("no free port: {err}")))?;
+        let ports = free_ports(if self.cluster_node_timeout.is_some() {
+            2
+        } else {
+            1
+        })
+        .map_err(|err| setup_error(format!("no free port: {err}")))?;
+        let (port, bus_port) = (ports[0], ports.get(1).copied());
         let output = File::create(dir.path().join("stdout.log"))
             .map_err(|err| setup_error(format!("cannot create stdout.log: {err}")))?;
         let output_err = output
@@ -221,6 +261,19 @@ impl RedisServerBuilder {
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
+        if let (Some(node_timeout), Some(bus_port)) = (self.cluster_node_timeout, bus_port) {
+            command
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", CLUSTER_CONFIG_FILENAME])
+                .arg("--cluster-node-timeout")
+                .arg(node_timeout.as_millis().to_string())
+                .arg("--cluster-port")
+                .arg(bus_port.to_string());
+            // A cluster replica must be able to authenticate to its master.
+            if let Some(password) = &self.password {
+                command.args(["--masterauth", password]);
+            }
+        }
         for (name, value) in &self.config {
             command.arg(format!("--{name}")).arg(value);
         }
@@ -239,6 +292,7 @@ impl RedisServerBuilder {
         let mut server = RedisServer {
             child,
             port,
+            bus_port,
             password: self.password.clone(),
             dir,
         };
@@ -310,10 +364,16 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// A port that was free a moment ago (the OS picks it; we release it for redis-server).
-fn free_port() -> std::io::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+/// `n` distinct ports that were free a moment ago (the OS picks them; we release them for
+/// redis-server). All are held at once, so the OS cannot give the same one twice.
+fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
 }
 
 fn setup_error(message: String) -> StartError {

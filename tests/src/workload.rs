@@ -9,6 +9,12 @@
 //! TTLs of a second or two that expire during the run, DEL, SELECT of db 0 and 5, and every
 //! 2,500 operations a FLUSHDB of db 5.
 //!
+//! For a destination with db 0 only (a cluster), [`WorkloadConfig::db0_only`] keeps every
+//! write there: no SELECT (alone or inside MULTI/EXEC), no FLUSHDB of db 5, and LMOVE moves
+//! within one list (two lists would be two slots, which no cluster command can join).
+//! [`WorkloadConfig::cross_slot`] adds, in about one operation in eight, multi-key writes
+//! across slots and hash-tagged multi-key writes within one slot (`workload/cross_slot.rs`).
+//!
 //! Each prefix holds one type only, so no command fails with WRONGTYPE. The only errors
 //! expected are NOGROUP (reading a stream whose group was deleted with the stream) and
 //! BUSYGROUP (creating a group that exists); any other error stops the workload and fails
@@ -25,6 +31,8 @@ use redis::{Connection, Value};
 use crate::rng::Rng;
 use crate::wait::{self, Check};
 
+mod cross_slot;
+
 /// How the workload runs.
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {
@@ -33,6 +41,10 @@ pub struct WorkloadConfig {
     pub max_ops_per_sec: u32,
     /// Keys of each type, per db: the dataset stays small whatever the run time.
     pub keys_per_type: u64,
+    /// Stay in db 0, with only commands a cluster can take (see the module doc).
+    pub db0_only: bool,
+    /// Add multi-key writes across slots and hash-tagged ones (see the module doc).
+    pub cross_slot: bool,
 }
 
 impl Default for WorkloadConfig {
@@ -41,6 +53,19 @@ impl Default for WorkloadConfig {
             seed: 42,
             max_ops_per_sec: 1_500,
             keys_per_type: 50,
+            db0_only: false,
+            cross_slot: false,
+        }
+    }
+}
+
+impl WorkloadConfig {
+    /// For a cluster destination: db 0 only, with the cross-slot writes.
+    pub fn for_cluster() -> WorkloadConfig {
+        WorkloadConfig {
+            db0_only: true,
+            cross_slot: true,
+            ..WorkloadConfig::default()
         }
     }
 }
@@ -55,6 +80,8 @@ pub struct WorkloadReport {
     pub last_short_expiry_ms: u64,
     /// FLUSHDBs of db 5.
     pub flushdbs: u64,
+    /// Cross-slot and hash-tagged operations (only with [`WorkloadConfig::cross_slot`]).
+    pub cross_slot_ops: u64,
 }
 
 impl WorkloadReport {
@@ -162,6 +189,9 @@ fn run(
         last_short_expiry_ms: 0,
         steps: 0,
         flushdbs: 0,
+        db0_only: config.db0_only,
+        cross_slot: config.cross_slot,
+        cross_slot_ops: 0,
     };
     let rate = f64::from(config.max_ops_per_sec.max(1));
     let started = Instant::now();
@@ -182,6 +212,7 @@ fn run(
         expected_errors: state.expected_errors,
         last_short_expiry_ms: state.last_short_expiry_ms,
         flushdbs: state.flushdbs,
+        cross_slot_ops: state.cross_slot_ops,
     })
 }
 
@@ -207,18 +238,29 @@ struct State {
     /// Operations started so far.
     steps: u64,
     flushdbs: u64,
+    db0_only: bool,
+    cross_slot: bool,
+    cross_slot_ops: u64,
 }
 
 impl State {
     fn step(&mut self, con: &mut Connection) -> Result<(), String> {
         self.steps += 1;
-        if self.steps % FLUSHDB_EVERY == FLUSHDB_EVERY / 2 {
+        if !self.db0_only && self.steps % FLUSHDB_EVERY == FLUSHDB_EVERY / 2 {
             self.exec(con, &mut cmd("SELECT", &["5"]))?;
             self.db = 5;
             self.flushdbs += 1;
             return self.exec(con, &mut cmd("FLUSHDB", &[]));
         }
+        if self.cross_slot && self.rng.chance(1, 8) {
+            self.cross_slot_ops += 1;
+            return self.cross_slot_op(con);
+        }
         match self.rng.below(100) {
+            0..=2 if self.db0_only => {
+                let mut set = self.simple_write();
+                self.exec(con, &mut set)
+            }
             0..=2 => {
                 let db = if self.db == 0 { 5 } else { 0 };
                 self.exec(con, &mut cmd("SELECT", &[&db.to_string()]))?;
@@ -272,6 +314,8 @@ impl State {
         let mut command = match self.rng.below(4) {
             0 => cmd("RPUSH", &[&key, &self.value(), &self.value()]),
             1 => cmd("LPUSH", &[&key, &self.value()]),
+            // Within one list in db 0 only: two lists are two slots of a cluster.
+            2 if self.db0_only => cmd("LMOVE", &[&key, &key, "LEFT", "RIGHT"]),
             2 => cmd("LMOVE", &[&key, &self.key("l"), "LEFT", "RIGHT"]),
             _ => cmd("LPOP", &[&key]),
         };
@@ -369,7 +413,7 @@ impl State {
     fn multi_exec(&mut self, con: &mut Connection) -> Result<(), String> {
         self.exec(con, &mut cmd("MULTI", &[]))?;
         for _ in 0..self.rng.between(2, 4) {
-            let mut command = if self.rng.chance(1, 6) {
+            let mut command = if self.rng.chance(1, 6) && !self.db0_only {
                 let db = if self.db == 0 { 5 } else { 0 };
                 self.db = db;
                 cmd("SELECT", &[&db.to_string()])

@@ -55,6 +55,8 @@ pub fn keys(args: &[Bytes]) -> Keys {
             Keys::At((1..n.min(3)).collect())
         }
         b"BITOP" => range(2, 1),
+        // Container commands: the key follows the subcommand.
+        b"XGROUP" | b"XINFO" | b"OBJECT" | b"MEMORY" if n > 2 => Keys::At(vec![2]),
         b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => {
             let mut k = numkeys(2);
             if let Keys::At(v) = &mut k {
@@ -105,6 +107,14 @@ mod tests {
         assert_eq!(keys(&args("FLUSHALL")), Keys::Broadcast);
         assert_eq!(keys(&args("select 3")), Keys::Drop);
         assert_eq!(keys(&args("PUBLISH ch msg")), Keys::None);
+        assert_eq!(
+            keys(&args("XGROUP CREATE st g $ MKSTREAM")),
+            Keys::At(vec![2])
+        );
+        assert_eq!(
+            keys(&args("XGROUP CREATECONSUMER st g c")),
+            Keys::At(vec![2])
+        );
     }
 
     #[test]

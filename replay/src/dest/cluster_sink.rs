@@ -237,6 +237,12 @@ impl ClusterSink {
                         }
                         None => self.router.route(vec![Op::Cmd(cmd)], &mut out)?,
                     },
+                    // Where the node said the slot lives, as clients do (the fresh map agrees
+                    // unless it changed again meanwhile).
+                    Returned::Moved { addr } => match self.node_index(&addr) {
+                        Some(i) => out[i].push(Op::Cmd(cmd)),
+                        None => self.router.route(vec![Op::Cmd(cmd)], &mut out)?,
+                    },
                     _ => self.router.route(vec![Op::Cmd(cmd)], &mut out)?,
                 }
             }

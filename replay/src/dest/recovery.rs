@@ -13,7 +13,7 @@ use crate::cmd::Command;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Returned {
     /// `MOVED <slot> <host:port>`: the slot lives elsewhere now.
-    Moved,
+    Moved { addr: String },
     /// `ASK <slot> <host:port>`: this key is being imported there; ask it once.
     Ask { addr: String },
     /// TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN: wait, then again.
@@ -26,7 +26,12 @@ pub enum Returned {
 pub fn returned_kind(error: &str) -> Option<Returned> {
     let mut words = error.split(' ');
     match words.next()? {
-        "MOVED" => Some(Returned::Moved),
+        "MOVED" => {
+            let _slot = words.next();
+            Some(Returned::Moved {
+                addr: words.next()?.to_string(),
+            })
+        }
         "ASK" => {
             let _slot = words.next();
             Some(Returned::Ask {
@@ -79,7 +84,9 @@ mod tests {
     fn kinds() {
         assert_eq!(
             returned_kind("MOVED 3999 127.0.0.1:6381"),
-            Some(Returned::Moved)
+            Some(Returned::Moved {
+                addr: "127.0.0.1:6381".into()
+            })
         );
         assert_eq!(
             returned_kind("ASK 3999 127.0.0.1:6381"),

@@ -71,16 +71,24 @@ const ENTRIES_READ: &str = "entries-read=";
 /// An unknown entries-read, as [`text`] shows a nil reply.
 const UNKNOWN: &str = crate::display::NIL;
 
-/// Where the target's summary has a group's entries-read unknown, takes the source's line.
-pub(super) fn accept_unknown_entries_read(source: &[String], target: &mut [String]) {
+/// Where the target's summary has a group's entries-read unknown, or lower than the source's,
+/// takes the source's line.
+pub(super) fn accept_stale_entries_read(source: &[String], target: &mut [String]) {
     for line in target.iter_mut() {
-        let Some(prefix) = line.strip_suffix(UNKNOWN) else {
+        let Some(at) = line.find(ENTRIES_READ) else {
             continue;
         };
-        if !prefix.ends_with(ENTRIES_READ) {
+        let (prefix, value) = line.split_at(at + ENTRIES_READ.len());
+        let Some(known) = source.iter().find(|s| s.starts_with(prefix)) else {
             continue;
-        }
-        if let Some(known) = source.iter().find(|s| s.starts_with(prefix)) {
+        };
+        let source_count = known[prefix.len()..].parse::<u64>();
+        let stale = match (value, value.parse::<u64>(), source_count) {
+            (UNKNOWN, _, Ok(_)) => true,
+            (_, Ok(target_count), Ok(source_count)) => target_count < source_count,
+            _ => false,
+        };
+        if stale {
             line.clone_from(known);
         }
     }
@@ -121,20 +129,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_entries_read_on_the_target_can_be_accepted() {
+    fn unknown_or_lower_entries_read_on_the_target_can_be_accepted() {
         let source = vec![
             "group g: entries-read=4".to_string(),
             "group h: entries-read=2".to_string(),
+            "group i: entries-read=3".to_string(),
+            "group j: entries-read=(nil)".to_string(),
         ];
         let mut target = vec![
             "group g: entries-read=(nil)".to_string(),
             "group h: entries-read=3".to_string(),
+            "group i: entries-read=1".to_string(),
+            "group j: entries-read=1".to_string(),
         ];
-        accept_unknown_entries_read(&source, &mut target);
-        assert_eq!(target[0], source[0]);
-        assert_ne!(
-            target[1], source[1],
-            "a known, different value still differs"
-        );
+        accept_stale_entries_read(&source, &mut target);
+        assert_eq!(target[0], source[0], "unknown on the target");
+        assert_ne!(target[1], source[1], "ahead of the source still differs");
+        assert_eq!(target[2], source[2], "behind the source");
+        assert_ne!(target[3], source[3], "unknown on the source still differs");
     }
 }
