@@ -60,23 +60,7 @@ fn op_bytes(op: &Op) -> usize {
 impl OpSender {
     /// Queues a batch, waiting while the queue is full.
     pub async fn send(&self, ops: Vec<Op>) -> Result<(), Closed> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let size = ops
-            .iter()
-            .map(op_bytes)
-            .sum::<usize>()
-            .clamp(1, self.max_bytes) as u32;
-        self.bytes
-            .acquire_many(size)
-            .await
-            .map_err(|_| Closed)?
-            .forget();
-        self.tx
-            .send(Batch { ops, permits: size })
-            .await
-            .map_err(|_| Closed)
+        self.send_or_return(ops).await.map_err(|_| Closed)
     }
 
     /// Queues a batch; if the writer has stopped, the batch comes back.
