@@ -77,6 +77,10 @@ pub struct SyncArgs {
     /// repl-timeout; the source pings its replicas every 10 s).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub source_timeout: u64,
+    /// After the source link is lost, keep trying to reconnect (and continue the stream with
+    /// PSYNC) for this many minutes.
+    #[arg(long, default_value_t = 720, value_name = "MINUTES")]
+    pub retry_connect: u64,
     /// On SIGINT/SIGTERM, wait at most this long for the destination to apply what is in flight.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub grace: u64,

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use replay::cluster::DbMap;
 use replay::net::{connect_and_auth, Endpoint};
@@ -17,7 +17,9 @@ use crate::cli::SyncArgs;
 use crate::config::Side;
 use crate::fatal::Fatal;
 use crate::source::acker::{self, AckState};
+use crate::source::handshake::FullResync;
 use crate::source::link::{Link, LinkConfig};
+use crate::source::stream::StreamState;
 use crate::source::SourceError;
 
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
@@ -49,32 +51,79 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         batch,
     };
     tracing::info!(source = %source, "connecting to the source as a replica");
-    let mut link = tokio::select! {
-        l = Link::connect(cfg) => match l {
+    let retry_for = Duration::from_secs(args.retry_connect.saturating_mul(60));
+    // Where the stream stands, kept across reconnections so that the source can continue it.
+    let mut stream: Option<StreamState> = None;
+    let mut resume: Option<FullResync> = None;
+    let mut outage: Option<Instant> = None;
+    let mut attempt = 0u32;
+    let ack = Arc::new(AckState::default());
+    let (result, acker, ack_stop) = loop {
+        let connected = tokio::select! {
+            l = Link::connect(cfg.clone(), resume.as_ref()) => l,
+            _ = stop.cancelled() => {
+                sink.finish().await.map_err(Fatal::target)?;
+                return Ok(());
+            }
+        };
+        let mut link = match connected {
             Ok(l) => l,
+            Err(e) if e.is_link_loss() && outage.is_some_and(|t| t.elapsed() < retry_for) => {
+                attempt += 1;
+                let wait = backoff(attempt);
+                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "cannot reach the source yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = stop.cancelled() => {
+                        sink.finish().await.map_err(Fatal::target)?;
+                        return Ok(());
+                    }
+                }
+            }
             Err(e) => {
                 sink.abort();
                 return Err(Fatal::source(e));
             }
-        },
-        _ = stop.cancelled() => {
-            sink.finish().await.map_err(Fatal::target)?;
-            return Ok(());
+        };
+        attempt = 0;
+        let replid = link.resync.replid.clone();
+        ack.streaming.store(false, Ordering::Release);
+        let ack_stop = CancellationToken::new();
+        let acker = link.take_writer().map(|wr| {
+            tokio::spawn(acker::run(
+                wr,
+                ack.clone(),
+                applied.clone(),
+                ack_stop.clone(),
+            ))
+        });
+        let result = link
+            .run(
+                caps,
+                &mut sink,
+                applied.clone(),
+                ack.clone(),
+                stop.clone(),
+                &mut stream,
+            )
+            .await;
+        match (&result, &stream) {
+            (Err(e), Some(st)) if e.is_link_loss() => {
+                // Everything up to `st.offset` is with the destination: ask for the rest.
+                ack_stop.cancel();
+                if let Some(h) = acker {
+                    h.abort();
+                }
+                tracing::warn!(error = %e, replid = %replid, offset = st.offset, "lost the source link; reconnecting to continue the stream with PSYNC");
+                resume = Some(FullResync {
+                    replid,
+                    offset: st.offset,
+                });
+                outage = Some(Instant::now());
+            }
+            _ => break (result, acker, ack_stop),
         }
     };
-    let ack = Arc::new(AckState::default());
-    let ack_stop = CancellationToken::new();
-    let acker = link.take_writer().map(|wr| {
-        tokio::spawn(acker::run(
-            wr,
-            ack.clone(),
-            applied.clone(),
-            ack_stop.clone(),
-        ))
-    });
-    let result = link
-        .run(caps, &mut sink, applied.clone(), ack.clone(), stop.clone())
-        .await;
     let route = sink.route_stats();
     let outcome = match result {
         Ok(()) => {
@@ -153,4 +202,15 @@ async fn check_source_dbs(source: &Endpoint, timeout: Duration, dbs: &DbMap) -> 
         "the destination is a Redis Cluster, which has only db 0, and the source has keys in db {}; map them with --db-map {example}:0 (one SRC:0 per db) or --all-dbs-to 0",
         list.join(", ")
     )))
+}
+
+/// 100 ms doubling per attempt up to 5 s, with up to 50 % jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5000);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0)
+        % (base / 2 + 1);
+    Duration::from_millis(base + jitter)
 }

@@ -8,11 +8,21 @@ use tokio::net::TcpStream;
 
 use super::SourceError;
 
-/// What the source answered to PSYNC.
+/// Where the stream was left: the source's replication id and the offset of the last byte
+/// received (and handed to the destination).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FullResync {
     pub replid: String,
     pub offset: u64,
+}
+
+/// What the source answered to PSYNC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Psync {
+    /// A snapshot follows; the stream starts at this id and offset.
+    Full(FullResync),
+    /// The stream goes on from where it was left (with this replication id from now on).
+    Continue { replid: Option<String> },
 }
 
 /// Runs the handshake up to and including the PSYNC reply.
@@ -20,7 +30,8 @@ pub async fn handshake(
     conn: &mut Conn<TcpStream>,
     ep: &Endpoint,
     listening_port: u16,
-) -> Result<FullResync, SourceError> {
+    resume: Option<&FullResync>,
+) -> Result<Psync, SourceError> {
     let pong = conn.call(&["PING"]).await?;
     if let Some(e) = frame_error(&pong) {
         // Authentication comes next; any other error is final.
@@ -44,7 +55,15 @@ pub async fn handshake(
     if let Some(e) = frame_error(&r) {
         tracing::debug!(reply = %e, "REPLCONF capa refused");
     }
-    conn.send(&["PSYNC", "?", "-1"]).await?;
+    match resume {
+        // The offset asked for is the first byte not yet received.
+        Some(r) => {
+            let next = (r.offset + 1).to_string();
+            conn.send(&["PSYNC", r.replid.as_str(), next.as_str()])
+                .await?;
+        }
+        None => conn.send(&["PSYNC", "?", "-1"]).await?,
+    }
     loop {
         let line = conn.read_line().await?;
         if line.is_empty() {
@@ -55,7 +74,7 @@ pub async fn handshake(
 }
 
 /// Interprets the PSYNC reply line.
-pub fn parse_psync_reply(line: &Bytes) -> Result<FullResync, SourceError> {
+pub fn parse_psync_reply(line: &Bytes) -> Result<Psync, SourceError> {
     let text = String::from_utf8_lossy(line);
     if let Some(rest) = text.strip_prefix("+FULLRESYNC ") {
         let mut parts = rest.split_whitespace();
@@ -63,20 +82,29 @@ pub fn parse_psync_reply(line: &Bytes) -> Result<FullResync, SourceError> {
         let offset = parts.next().and_then(|o| o.parse::<u64>().ok());
         return match offset {
             Some(offset) if replid.len() == 40 && replid.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Ok(FullResync {
+                Ok(Psync::Full(FullResync {
                     replid: replid.to_string(),
                     offset,
-                })
+                }))
             }
             _ => Err(SourceError::Protocol(format!(
                 "malformed PSYNC reply {text:?}"
             ))),
         };
     }
-    if text.starts_with("+CONTINUE") {
-        return Err(SourceError::Protocol(
-            "source answered +CONTINUE to a PSYNC with no replication id".into(),
-        ));
+    if let Some(rest) = text.strip_prefix("+CONTINUE") {
+        let id = rest.trim();
+        return match id {
+            "" => Ok(Psync::Continue { replid: None }),
+            id if id.len() == 40 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Psync::Continue {
+                    replid: Some(id.to_string()),
+                })
+            }
+            _ => Err(SourceError::Protocol(format!(
+                "malformed PSYNC reply {text:?}"
+            ))),
+        };
     }
     if let Some(err) = text.strip_prefix('-') {
         return Err(SourceError::Refused(format!("PSYNC refused: {err}")));
@@ -95,7 +123,15 @@ mod tests {
     fn psync_replies() {
         let id = "a".repeat(40);
         let ok = parse_psync_reply(&Bytes::from(format!("+FULLRESYNC {id} 1234")));
-        assert_eq!(ok.expect("full").offset, 1234);
+        assert!(matches!(
+            ok,
+            Ok(Psync::Full(FullResync { offset: 1234, .. }))
+        ));
+        let cont = parse_psync_reply(&Bytes::from_static(b"+CONTINUE"));
+        assert!(matches!(cont, Ok(Psync::Continue { replid: None })));
+        let cont = parse_psync_reply(&Bytes::from(format!("+CONTINUE {id}")));
+        assert!(matches!(cont, Ok(Psync::Continue { replid: Some(_) })));
+        assert!(parse_psync_reply(&Bytes::from_static(b"+CONTINUE xyz")).is_err());
         assert!(parse_psync_reply(&Bytes::from_static(b"+FULLRESYNC short 1")).is_err());
         assert!(parse_psync_reply(&Bytes::from_static(b"-NOPERM no psync")).is_err());
         assert!(parse_psync_reply(&Bytes::from_static(b"garbage")).is_err());

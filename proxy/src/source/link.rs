@@ -19,7 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use super::acker::AckState;
-use super::handshake::{handshake, FullResync};
+use super::handshake::{handshake, FullResync, Psync};
 use super::stream::StreamState;
 use super::transfer::{parse_header, Transfer};
 use super::SourceError;
@@ -44,35 +44,66 @@ pub struct LinkConfig {
     pub batch: BatchLimits,
 }
 
-/// A link past the handshake, positioned at the start of the RDB.
+/// A link past the handshake: at the start of the RDB, or (continuing) of the stream.
 #[derive(Debug)]
 pub struct Link {
     rd: OwnedReadHalf,
     wr: Option<OwnedWriteHalf>,
     buf: BytesMut,
+    /// The replication id and the offset the stream starts from.
     pub resync: FullResync,
-    pub transfer: Transfer,
+    /// How the snapshot comes; `None` when the source continues the stream (no snapshot).
+    pub transfer: Option<Transfer>,
     cfg: LinkConfig,
 }
 
 impl Link {
-    /// Connects, runs the replica handshake and reads the transfer header.
-    pub async fn connect(cfg: LinkConfig) -> Result<Link, SourceError> {
+    /// Connects and runs the replica handshake; with `resume`, asks the source to continue the
+    /// stream from there (PSYNC), else for a snapshot; reads the transfer header if one comes.
+    pub async fn connect(
+        cfg: LinkConfig,
+        resume: Option<&FullResync>,
+    ) -> Result<Link, SourceError> {
         let stream = replay::net::connect(&cfg.endpoint, cfg.connect_timeout).await?;
         let mut conn = Conn::new(stream);
-        let silent = || {
-            SourceError::Protocol(format!(
-                "nothing received from the source for {} s during the handshake",
-                cfg.read_timeout.as_secs()
-            ))
-        };
-        let resync = tokio::time::timeout(
+        let secs = cfg.read_timeout.as_secs();
+        let psync = tokio::time::timeout(
             cfg.read_timeout,
-            handshake(&mut conn, &cfg.endpoint, cfg.listening_port),
+            handshake(&mut conn, &cfg.endpoint, cfg.listening_port, resume),
         )
         .await
-        .map_err(|_| silent())??;
-        tracing::info!(replid = %resync.replid, offset = resync.offset, "full resync: the source is sending its snapshot");
+        .map_err(|_| SourceError::Silent(secs))??;
+        let resync = match (psync, resume) {
+            (Psync::Continue { replid }, Some(r)) => {
+                let resync = FullResync {
+                    replid: replid.unwrap_or_else(|| r.replid.clone()),
+                    offset: r.offset,
+                };
+                tracing::info!(replid = %resync.replid, offset = resync.offset, "partial resync: the source continues the stream, no copy");
+                let (stream, buf) = conn.into_parts();
+                let (rd, wr) = stream.into_split();
+                return Ok(Link {
+                    rd,
+                    wr: Some(wr),
+                    buf,
+                    resync,
+                    transfer: None,
+                    cfg,
+                });
+            }
+            (Psync::Continue { .. }, None) => {
+                return Err(SourceError::Protocol(
+                    "source answered +CONTINUE to a PSYNC with no replication id".into(),
+                ))
+            }
+            (Psync::Full(f), _) => f,
+        };
+        if resume.is_some() {
+            tracing::warn!(replid = %resync.replid, offset = resync.offset, "the source could not continue the stream (its backlog no longer holds our offset, or its replication id changed): copying its snapshot again");
+        } else {
+            tracing::info!(replid = %resync.replid, offset = resync.offset, "full resync: the source is sending its snapshot");
+        }
+        let silent = || SourceError::Silent(secs);
         let transfer = loop {
             // Each newline (the source's keepalive while it prepares) restarts the clock.
             let line = tokio::time::timeout(cfg.read_timeout, conn.read_line())
@@ -89,7 +120,7 @@ impl Link {
             wr: Some(wr),
             buf,
             resync,
-            transfer,
+            transfer: Some(transfer),
             cfg,
         })
     }
@@ -99,8 +130,10 @@ impl Link {
         self.wr.take()
     }
 
-    /// Reads the snapshot and then the stream until `stop` is cancelled (`Ok`) or something
-    /// fails. `tx` is the destination writer's input.
+    /// Reads the snapshot (if one comes) and then the stream until `stop` is cancelled (`Ok`)
+    /// or something fails. `tx` is the destination's input; `stream` is where the stream stands
+    /// (kept by the caller across reconnections: a continued stream picks up its state, e.g.
+    /// an open MULTI).
     pub async fn run(
         mut self,
         caps: Caps,
@@ -108,22 +141,26 @@ impl Link {
         applied: Applied,
         ack: Arc<AckState>,
         stop: CancellationToken,
+        stream: &mut Option<StreamState>,
     ) -> Result<(), SourceError> {
         let mut ops = Vec::with_capacity(BATCH_OPS);
-        if !self.snapshot(caps, tx, &mut ops, &stop).await? {
-            return Ok(());
+        if let Some(transfer) = self.transfer.clone() {
+            *stream = None;
+            if !self.snapshot(caps, transfer, tx, &mut ops, &stop).await? {
+                return Ok(());
+            }
+            ops.push(Op::Mark(self.resync.offset));
+            send(tx, &mut ops, &stop).await?;
+            tracing::info!(
+                offset = self.resync.offset,
+                applied = applied.offset(),
+                "snapshot read; following the replication stream"
+            );
         }
-        ops.push(Op::Mark(self.resync.offset));
-        send(tx, &mut ops, &stop).await?;
         ack.streaming.store(true, Ordering::Release);
         ack.now.notify_one();
-        tracing::info!(
-            offset = self.resync.offset,
-            applied = applied.offset(),
-            "snapshot read; following the replication stream"
-        );
 
-        let mut st = StreamState::new(self.resync.offset);
+        let st = stream.get_or_insert_with(|| StreamState::new(self.resync.offset));
         let mut scanner = CommandScanner::default();
         let mut batch_bytes = 0usize;
         loop {
@@ -166,6 +203,7 @@ impl Link {
     async fn snapshot(
         &mut self,
         caps: Caps,
+        transfer: Transfer,
         tx: &mut Sink,
         ops: &mut Vec<Op>,
         stop: &CancellationToken,
@@ -187,7 +225,7 @@ impl Link {
             if parser.is_done() {
                 break;
             }
-            if let Transfer::Sized(len) = self.transfer {
+            if let Transfer::Sized(len) = transfer {
                 if parser.offset() + self.buf.len() as u64 >= len {
                     return Err(parser
                         .finish(&self.buf)
@@ -216,7 +254,7 @@ impl Link {
                 Err(e) => return Err(e),
             }
         }
-        match self.transfer {
+        match transfer {
             Transfer::Sized(len) if parser.offset() != len => {
                 return Err(SourceError::Protocol(format!(
                     "RDB ended at byte {} but the transfer announced {len} bytes",
@@ -283,10 +321,7 @@ impl Link {
     ) -> Result<bool, SourceError> {
         {
             match r {
-                Err(_) => Err(SourceError::Protocol(format!(
-                    "nothing received from the source for {} s",
-                    timeout.as_secs()
-                ))),
+                Err(_) => Err(SourceError::Silent(timeout.as_secs())),
                 Ok(r) => match r? {
                     0 => Err(SourceError::Conn(replay::resp::ConnError::Closed)),
                     _ => Ok(true),

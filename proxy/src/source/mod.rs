@@ -28,6 +28,8 @@ pub enum SourceError {
     Refused(String),
     #[error("protocol error: {0}")]
     Protocol(String),
+    #[error("nothing received from the source for {0} s")]
+    Silent(u64),
     /// The destination cluster cannot take a command (e.g. a write to an unmapped db).
     #[error("{0}")]
     Route(#[from] replay::cluster::RouteError),
@@ -37,4 +39,19 @@ pub enum SourceError {
     /// The destination writer stopped; its own error says why.
     #[error("the destination writer stopped")]
     WriterGone,
+}
+
+impl SourceError {
+    /// The link was lost (closed, reset, silent): worth reconnecting and asking to continue.
+    pub fn is_link_loss(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Io(_)
+                | SourceError::Silent(_)
+                | SourceError::Conn(replay::resp::ConnError::Closed)
+                | SourceError::Conn(replay::resp::ConnError::Io(_))
+                | SourceError::Connect(replay::net::ConnectError::Connect { .. })
+                | SourceError::Connect(replay::net::ConnectError::Timeout { .. })
+        )
+    }
 }
