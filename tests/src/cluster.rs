@@ -10,16 +10,20 @@
 //!
 //! [`key_slot`] and [`SlotMap`] (in `cluster/slots.rs`) say which master owns a key; the
 //! comparison (`compare`) uses them to read each key from its master.
+//!
+//! `cluster/admin.rs` changes a running cluster as an operator would, for the topology tests:
+//! `redis-cli --cluster reshard`, `add-node` (the new node is adopted by the `RedisCluster`)
+//! and `rebalance`, `CLUSTER FAILOVER` on a replica, and a master killed with SIGKILL (it
+//! leaves [`RedisCluster::nodes`], but the other nodes still count it as known).
 
+mod admin;
 mod slots;
 
-use std::fs::{self, File};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redis::{Connection, Value};
 
-use crate::server::{self, RedisServer};
+use crate::server::{self, RedisServer, RedisServerBuilder};
 use crate::wait::{self, Check};
 
 pub use slots::{hash_tag, key_slot, SlotMap, SLOTS};
@@ -31,8 +35,14 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running Redis Cluster; every node is killed on drop.
 pub struct RedisCluster {
-    /// Every node, in the order they were started and given to `redis-cli --cluster create`.
+    /// Every live node, in the order they were started and joined the cluster.
     nodes: Vec<RedisServer>,
+    /// Nodes killed by [`RedisCluster::kill_node`]: the others still count them as known.
+    dead: Vec<RedisServer>,
+    /// How every node was started: for nodes added later ([`RedisCluster::start_new_node`]).
+    node_builder: RedisServerBuilder,
+    /// `requirepass` of every node, for `redis-cli`.
+    password: Option<String>,
 }
 
 /// How to start a [`RedisCluster`].
@@ -62,7 +72,7 @@ impl RedisCluster {
         RedisCluster::builder().start()
     }
 
-    /// Every node, masters and replicas, in the order they were created.
+    /// Every live node, masters and replicas, in the order they joined the cluster.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
@@ -179,11 +189,12 @@ impl RedisCluster {
                     field("cluster_slots_assigned")
                 ));
             }
-            if field("cluster_known_nodes") != self.nodes.len().to_string() {
+            // A killed node stays known (flagged `fail`) until someone forgets it.
+            let known = self.nodes.len() + self.dead.len();
+            if field("cluster_known_nodes") != known.to_string() {
                 return Err(format!(
-                    "{name}: cluster_known_nodes:{} of {}",
+                    "{name}: cluster_known_nodes:{} of {known}",
                     field("cluster_known_nodes"),
-                    self.nodes.len()
                 ));
             }
             let map = node_slot_map(node).map_err(|err| format!("{name}: {err}"))?;
@@ -208,11 +219,15 @@ impl RedisCluster {
         Ok(())
     }
 
-    /// The last `lines` lines of every node's log, for failure messages.
+    /// The last `lines` lines of every node's log (killed nodes' too), for failure messages.
     pub fn log_tails(&self, lines: usize) -> String {
-        self.nodes
-            .iter()
-            .map(|node| format!("--- node {} ---\n{}", node.addr(), node.log_tail(lines)))
+        let live = self.nodes.iter().map(|node| (node, ""));
+        let dead = self.dead.iter().map(|node| (node, " (killed)"));
+        live.chain(dead)
+            .map(|(node, killed)| {
+                let tail = node.log_tail(lines);
+                format!("--- node {}{killed} ---\n{tail}", node.addr())
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -258,22 +273,14 @@ impl RedisClusterBuilder {
             self.masters
         );
         let count = self.masters * (1 + self.replicas_per_master);
-        let nodes = (0..count)
-            .map(|_| {
-                let builder = RedisServer::builder().cluster_node(self.node_timeout);
-                let builder = match &self.password {
-                    Some(password) => builder.password(password),
-                    None => builder,
-                };
-                self.config
-                    .iter()
-                    .fold(builder, |builder, (name, value)| {
-                        builder.config(name, value)
-                    })
-                    .start()
-            })
-            .collect();
-        let cluster = RedisCluster { nodes };
+        let node_builder = self.node_builder();
+        let nodes = (0..count).map(|_| node_builder.clone().start()).collect();
+        let cluster = RedisCluster {
+            nodes,
+            dead: Vec::new(),
+            node_builder,
+            password: self.password.clone(),
+        };
         if let Err(err) = self.create(&cluster) {
             panic!("the cluster did not form: {err}\n{}", cluster.log_tails(10));
         }
@@ -286,55 +293,28 @@ impl RedisClusterBuilder {
         cluster
     }
 
+    /// How every node is started: a cluster node with the password and configuration asked.
+    fn node_builder(&self) -> RedisServerBuilder {
+        let builder = RedisServer::builder().cluster_node(self.node_timeout);
+        let builder = match &self.password {
+            Some(password) => builder.password(password),
+            None => builder,
+        };
+        self.config.iter().fold(builder, |builder, (name, value)| {
+            builder.config(name, value)
+        })
+    }
+
     /// `redis-cli --cluster create`, under a deadline; its output in the error.
     fn create(&self, cluster: &RedisCluster) -> Result<(), String> {
-        let dir = tempfile::Builder::new()
-            .prefix("replicant-cluster-create-")
-            .tempdir()
-            .map_err(|err| format!("cannot create a temp dir: {err}"))?;
-        let output_path = dir.path().join("redis-cli.log");
-        let output =
-            File::create(&output_path).map_err(|err| format!("cannot create a log file: {err}"))?;
-        let output_err = output
-            .try_clone()
-            .map_err(|err| format!("cannot clone a file handle: {err}"))?;
-        let mut command = Command::new(redis_cli_binary());
-        command.arg("--cluster").arg("create");
-        command.args(cluster.nodes.iter().map(RedisServer::addr));
-        command
-            .arg("--cluster-replicas")
-            .arg(self.replicas_per_master.to_string())
-            .arg("--cluster-yes");
-        if let Some(password) = &self.password {
-            command.args(["-a", password, "--no-auth-warning"]);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(output_err)
-            .spawn()
-            .map_err(|err| format!("cannot run {}: {err}", redis_cli_binary()))?;
-        let status = wait::wait_for(FORM_TIMEOUT, "redis-cli --cluster create", || {
-            match child.try_wait() {
-                Ok(Some(status)) => Check::Ready(status),
-                Ok(None) => Check::Pending,
-                Err(err) => Check::Failed(err.to_string()),
-            }
-        });
-        let read_output =
-            || String::from_utf8_lossy(&fs::read(&output_path).unwrap_or_default()).into_owned();
-        match status {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!(
-                "redis-cli --cluster create exited with {status}:\n{}",
-                read_output()
-            )),
-            Err(err) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!("{err}:\n{}", read_output()))
-            }
-        }
+        let mut args = vec!["--cluster".to_string(), "create".to_string()];
+        args.extend(cluster.nodes.iter().map(RedisServer::addr));
+        args.extend([
+            "--cluster-replicas".to_string(),
+            self.replicas_per_master.to_string(),
+            "--cluster-yes".to_string(),
+        ]);
+        admin::redis_cli(&args, self.password.as_deref(), FORM_TIMEOUT).map(|_| ())
     }
 }
 

@@ -15,7 +15,8 @@
 //! - [`barrier`]: reads the source's `INFO replication` and waits until the replica (replicant)
 //!   has acknowledged everything the source wrote: the sync barrier.
 //! - [`cluster`]: `RedisCluster`, N masters (and R replicas each) made with `redis-cli
-//!   --cluster create`, killed on drop; key slots (CRC16 with hash tags) and slot maps.
+//!   --cluster create`, killed on drop; key slots (CRC16 with hash tags) and slot maps;
+//!   topology changes (reshard, rebalance, add-node, failover, a killed master).
 //! - [`compare`]: `assert_same_dataset` and the list of differences behind it (value diffs in
 //!   `compare/values.rs`, stream metadata in `compare/streams.rs`); either side a standalone
 //!   server or a cluster (`compare/side.rs`).

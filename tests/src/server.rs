@@ -151,6 +151,18 @@ impl RedisServer {
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(self.dir.path(), lines)
     }
+
+    /// Kills the server now (SIGKILL: no chance to save or to tell anyone) and reaps it, for
+    /// tests that lose a node. Its directory, and so its log, stays until the value is dropped.
+    pub fn kill(&mut self) -> Result<(), String> {
+        self.child
+            .kill()
+            .map_err(|err| format!("cannot kill redis-server on port {}: {err}", self.port))?;
+        self.child
+            .wait()
+            .map(|_| ())
+            .map_err(|err| format!("cannot reap redis-server on port {}: {err}", self.port))
+    }
 }
 
 impl Drop for RedisServer {

@@ -33,6 +33,8 @@ use crate::wait::{self, Check};
 
 mod cross_slot;
 
+pub use cross_slot::hash_tags;
+
 /// How the workload runs.
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {

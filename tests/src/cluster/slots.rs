@@ -118,6 +118,14 @@ impl SlotMap {
         self.owner(key_slot(key))
     }
 
+    /// How many slots the master at `addr` (`ip:port`) owns.
+    pub fn slots_of(&self, addr: &str) -> usize {
+        match self.masters.iter().position(|master| master == addr) {
+            Some(index) => self.owners.iter().filter(|o| **o == Some(index)).count(),
+            None => 0,
+        }
+    }
+
     /// How many slots no master owns.
     pub fn unassigned(&self) -> usize {
         self.owners.iter().filter(|owner| owner.is_none()).count()

@@ -16,6 +16,12 @@ use crate::cluster::key_slot;
 
 /// Hash tags of the tagged keys.
 const TAGS: u64 = 8;
+
+/// The hash tags of the tagged keys (`t0` for `wl:{t0}:…`, …): each of their slots takes
+/// far more of the workload's writes than any other slot. For tests that put keys there.
+pub fn hash_tags() -> Vec<String> {
+    (0..TAGS).map(|n| format!("t{n}")).collect()
+}
 /// Draws of another key, at most, to get keys in different slots.
 const REDRAWS: usize = 20;
 /// The untagged prefixes [`State::write_to`] writes.
