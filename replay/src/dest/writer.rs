@@ -304,8 +304,8 @@ async fn send_batches(
     }
 }
 
-/// Sends the longest run of `ops` that fits the window. The group is handed to the receive
-/// task before it is written, so that nothing sent is unaccounted for if writing fails.
+/// Sends the longest run of `ops` that fits the window, then hands the group to the receive
+/// task (also when writing failed), so that nothing sent is unaccounted for.
 async fn send_group(
     wr: &mut OwnedWriteHalf,
     out: &mut BytesMut,
@@ -340,31 +340,38 @@ async fn send_group(
             return Ok(());
         }
     }
-    let mut pend = Vec::with_capacity(group.len());
-    let mut to_write = Vec::with_capacity(group.len());
-    for op in group {
-        match op {
-            Op::Mark(offset) => pend.push(Pend {
+    let pend: Vec<Pend> = group
+        .into_iter()
+        .map(|op| match op {
+            Op::Mark(offset) => Pend {
                 cmd: None,
                 offset: Some(offset),
                 cost: 0,
                 unsent: false,
-            }),
-            Op::Cmd(cmd) => {
-                to_write.push(cmd.clone());
-                pend.push(Pend {
-                    cost: window.cost(&cmd),
-                    offset: cmd.offset,
-                    cmd: Some(cmd),
-                    unsent: false,
-                });
-            }
-        }
-    }
+            },
+            Op::Cmd(cmd) => Pend {
+                cost: window.cost(&cmd),
+                offset: cmd.offset,
+                cmd: Some(cmd),
+                unsent: false,
+            },
+        })
+        .collect();
+    let written = write_group(wr, out, &pend).await;
+    // Handed over whether or not writing failed: the receive task accounts for every command
+    // of the group (answered, or handed back once the connection is found dead).
     if ptx.send(pend).is_err() {
         return Ok(());
     }
-    for cmd in to_write {
+    written
+}
+
+async fn write_group(
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    pend: &[Pend],
+) -> Result<(), DestError> {
+    for cmd in pend.iter().filter_map(|p| p.cmd.as_ref()) {
         for chunk in cmd.chunks() {
             if chunk.len() >= DIRECT_WRITE {
                 flush(wr, out).await?;
