@@ -11,15 +11,27 @@ use replay::net::Endpoint;
 use replay::plan::{BatchLimits, Caps};
 
 use crate::cli::ApplyArgs;
-use crate::config::{parse_endpoint, Side};
+use crate::config::{side_endpoint, Side, SideFlags};
 use crate::fatal::Fatal;
 
-/// Parses a side's URL, taking the password from that side's environment variable if needed.
-pub fn endpoint(url: &str, side: Side) -> Result<Endpoint, Fatal> {
-    parse_endpoint(url, std::env::var(side.password_env()).ok()).map_err(|e| Fatal {
-        side: Some(side),
-        what: e,
-    })
+/// A side's endpoint from its URL and flags, the password from that side's environment
+/// variable if the URL has none. Says so, every start, when certificates go unchecked.
+pub fn endpoint(url: &str, side: Side, flags: &SideFlags) -> Result<Endpoint, Fatal> {
+    let ep =
+        side_endpoint(side, url, flags, std::env::var(side.password_env()).ok()).map_err(|e| {
+            Fatal {
+                side: Some(side),
+                what: e,
+            }
+        })?;
+    if ep.tls.as_ref().is_some_and(|t| t.is_insecure()) {
+        tracing::warn!(
+            side = side.name(),
+            "TLS certificate verification is off ({}-tls-insecure): the connection is encrypted, but the server is not authenticated",
+            side.flag()
+        );
+    }
+    Ok(ep)
 }
 
 /// The destination, ready: its capabilities and where commands go.
@@ -70,7 +82,7 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
             "--batch-elements, --window-commands, --window-bytes and --queue-bytes must be at least 1",
         ));
     }
-    let ep = endpoint(&a.target, Side::Target)?;
+    let ep = endpoint(&a.target, Side::Target, &a.target_side.flags())?;
     let timeout = Duration::from_secs(a.connect_timeout.max(1));
     let target = dest::probe(&ep, timeout).await.map_err(Fatal::target)?;
     let caps = target.caps;
@@ -92,7 +104,7 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
                 "--db-map and --all-dbs-to apply to cluster destinations; a standalone destination takes every db as it is",
             ));
         }
-        tracing::info!(target = %ep, version = ?caps.version, rdb_version = caps.rdb_version, "destination ready");
+        tracing::info!(target = %ep, version = ?caps.version, rdb_version = caps.rdb_version, tls = ep.tls.is_some(), "destination ready");
         let progress = Arc::new(Progress::default());
         let writer = Writer::start(config(ep), progress)
             .await
@@ -105,7 +117,7 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
         });
     };
     let dbs = db_map(a)?;
-    tracing::info!(target = %ep, version = ?caps.version, masters = topo.masters.len(), "destination is a Redis Cluster");
+    tracing::info!(target = %ep, version = ?caps.version, masters = topo.masters.len(), tls = ep.tls.is_some(), "destination is a Redis Cluster");
     let router = Router::new(topo.clone(), dbs.clone());
     let sink = ClusterSink::open(topo, router, ep.clone(), config(ep))
         .await

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use replay::net::TlsOptions;
+
+use crate::config::SideFlags;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,10 +33,12 @@ pub enum Command {
 /// Options of the destination writer and the planner, shared by `sync` and `load`.
 #[derive(Debug, Args, Clone)]
 pub struct ApplyArgs {
-    /// Destination: redis://[[user]:password@]host[:port]. The password may instead come from
-    /// REPLICANT_TARGET_PASSWORD.
+    /// Destination: redis[s]://[[user]:password@]host[:port] (rediss: TLS). The password may
+    /// instead come from REPLICANT_TARGET_PASSWORD.
     #[arg(long, value_name = "URL")]
     pub target: String,
+    #[command(flatten)]
+    pub target_side: TargetSide,
     /// Values whose RDB form is larger than this are rewritten as ordinary commands in bounded
     /// batches instead of one RESTORE.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
@@ -64,10 +69,12 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Source: redis://[[user]:password@]host[:port]. The password may instead come from
-    /// REPLICANT_SOURCE_PASSWORD.
+    /// Source: redis[s]://[[user]:password@]host[:port] (rediss: TLS). The password may
+    /// instead come from REPLICANT_SOURCE_PASSWORD.
     #[arg(long, value_name = "URL")]
     pub source: String,
+    #[command(flatten)]
+    pub source_side: SourceSide,
     #[command(flatten)]
     pub apply: ApplyArgs,
     /// Port announced to the source with REPLCONF listening-port (informational).
@@ -92,4 +99,94 @@ pub struct LoadArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub apply: ApplyArgs,
+}
+
+const SOURCE_HEADING: &str = "Source user and TLS";
+const TARGET_HEADING: &str = "Target user and TLS";
+
+/// The source's ACL user and TLS options.
+#[derive(Debug, Args, Clone)]
+pub struct SourceSide {
+    /// ACL user for the source, when its URL names none.
+    #[arg(help_heading = SOURCE_HEADING, long, env = "REPLICANT_SOURCE_USER", value_name = "NAME")]
+    pub source_user: Option<String>,
+    /// TLS with the source (as a rediss:// URL does).
+    #[arg(help_heading = SOURCE_HEADING, long)]
+    pub source_tls: bool,
+    /// PEM file of the CA certificate(s) to trust for the source (a bundle may hold several);
+    /// without it, the system's root certificates.
+    #[arg(help_heading = SOURCE_HEADING, long, value_name = "FILE")]
+    pub source_tls_ca: Option<PathBuf>,
+    /// PEM file of a client certificate for the source (servers with tls-auth-clients yes).
+    #[arg(help_heading = SOURCE_HEADING, long, value_name = "FILE", requires = "source_tls_key")]
+    pub source_tls_cert: Option<PathBuf>,
+    /// PEM file of the private key of --source-tls-cert.
+    #[arg(help_heading = SOURCE_HEADING, long, value_name = "FILE", requires = "source_tls_cert")]
+    pub source_tls_key: Option<PathBuf>,
+    /// The name the source's certificate must be valid for (default: the URL's host).
+    #[arg(help_heading = SOURCE_HEADING, long, value_name = "NAME")]
+    pub source_tls_server_name: Option<String>,
+    /// Do not verify the source's certificate (encrypted, not authenticated; logs a warning).
+    #[arg(help_heading = SOURCE_HEADING, long)]
+    pub source_tls_insecure: bool,
+}
+
+/// The target's ACL user and TLS options.
+#[derive(Debug, Args, Clone)]
+pub struct TargetSide {
+    /// ACL user for the target (every node of a cluster), when its URL names none.
+    #[arg(help_heading = TARGET_HEADING, long, env = "REPLICANT_TARGET_USER", value_name = "NAME")]
+    pub target_user: Option<String>,
+    /// TLS with the target (as a rediss:// URL does).
+    #[arg(help_heading = TARGET_HEADING, long)]
+    pub target_tls: bool,
+    /// PEM file of the CA certificate(s) to trust for the target (a bundle may hold several);
+    /// without it, the system's root certificates.
+    #[arg(help_heading = TARGET_HEADING, long, value_name = "FILE")]
+    pub target_tls_ca: Option<PathBuf>,
+    /// PEM file of a client certificate for the target (servers with tls-auth-clients yes).
+    #[arg(help_heading = TARGET_HEADING, long, value_name = "FILE", requires = "target_tls_key")]
+    pub target_tls_cert: Option<PathBuf>,
+    /// PEM file of the private key of --target-tls-cert.
+    #[arg(help_heading = TARGET_HEADING, long, value_name = "FILE", requires = "target_tls_cert")]
+    pub target_tls_key: Option<PathBuf>,
+    /// The name the target's certificates must be valid for (default: the host connected to:
+    /// the URL's, or each cluster node's).
+    #[arg(help_heading = TARGET_HEADING, long, value_name = "NAME")]
+    pub target_tls_server_name: Option<String>,
+    /// Do not verify the target's certificates (encrypted, not authenticated; logs a warning).
+    #[arg(help_heading = TARGET_HEADING, long)]
+    pub target_tls_insecure: bool,
+}
+
+impl SourceSide {
+    pub fn flags(&self) -> SideFlags {
+        SideFlags {
+            user: self.source_user.clone(),
+            tls: self.source_tls,
+            tls_options: TlsOptions {
+                ca: self.source_tls_ca.clone(),
+                cert: self.source_tls_cert.clone(),
+                key: self.source_tls_key.clone(),
+                server_name: self.source_tls_server_name.clone(),
+                insecure: self.source_tls_insecure,
+            },
+        }
+    }
+}
+
+impl TargetSide {
+    pub fn flags(&self) -> SideFlags {
+        SideFlags {
+            user: self.target_user.clone(),
+            tls: self.target_tls,
+            tls_options: TlsOptions {
+                ca: self.target_tls_ca.clone(),
+                cert: self.target_tls_cert.clone(),
+                key: self.target_tls_key.clone(),
+                server_name: self.target_tls_server_name.clone(),
+                insecure: self.target_tls_insecure,
+            },
+        }
+    }
 }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use replay::cluster::DbMap;
-use replay::net::{connect_and_auth, Endpoint};
 use replay::rdb::Limits;
-use replay::resp::{frame_error, frame_text};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, Destination};
@@ -19,11 +17,15 @@ use crate::fatal::Fatal;
 use crate::source::acker::{self, AckState};
 use crate::source::handshake::FullResync;
 use crate::source::link::{Link, LinkConfig};
+use crate::source::probe::{probe, SourceInfo};
 use crate::source::stream::StreamState;
 use crate::source::SourceError;
 
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
-    let source = apply::endpoint(&args.source, Side::Source)?;
+    let source = apply::endpoint(&args.source, Side::Source, &args.source_side.flags())?;
+    let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
+    let info = probe(&source, timeout).await.map_err(Fatal::source)?;
+    tracing::info!(source = %source, version = %info.version, role = %info.role, tls = source.tls.is_some(), "source ready");
     let Destination {
         caps,
         mut sink,
@@ -31,9 +33,8 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         dbs,
     } = apply::open(&args.apply).await?;
     let applied = sink.applied();
-    let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     if let Some(dbs) = &dbs {
-        if let Err(e) = check_source_dbs(&source, timeout, dbs).await {
+        if let Err(e) = check_source_dbs(&info, dbs) {
             sink.abort();
             return Err(e);
         }
@@ -177,20 +178,11 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
 }
 
 /// A cluster destination only has db 0: refuse a source with keys in dbs not mapped to it.
-async fn check_source_dbs(source: &Endpoint, timeout: Duration, dbs: &DbMap) -> Result<(), Fatal> {
-    let mut conn = connect_and_auth(source, timeout)
-        .await
-        .map_err(Fatal::source)?;
-    let info = conn
-        .call(&["INFO", "keyspace"])
-        .await
-        .map_err(Fatal::source)?;
-    if let Some(e) = frame_error(&info) {
-        return Err(Fatal::source(format!("INFO keyspace refused: {e}")));
-    }
-    let unmapped: Vec<u64> = frame_text(&info)
-        .lines()
-        .filter_map(|l| l.strip_prefix("db")?.split(':').next()?.parse().ok())
+fn check_source_dbs(source: &SourceInfo, dbs: &DbMap) -> Result<(), Fatal> {
+    let unmapped: Vec<u64> = source
+        .dbs
+        .iter()
+        .copied()
         .filter(|db| !dbs.maps(*db))
         .collect();
     if unmapped.is_empty() {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use replay::cmd::Command;
 use replay::dest::Applied;
+use replay::net::WriteHalf;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +25,7 @@ pub struct AckState {
 
 /// Runs until `stop` is cancelled or the connection fails; a last ACK goes out on the way.
 pub async fn run(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf,
     state: Arc<AckState>,
     applied: Applied,
     stop: CancellationToken,
@@ -47,6 +47,8 @@ pub async fn run(
         } else if !stopping {
             wr.write_all(b"\n").await?;
         }
+        // Out of a TLS session's buffer now (a no-op for TCP).
+        wr.flush().await?;
         if stopping {
             return Ok(());
         }

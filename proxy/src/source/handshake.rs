@@ -1,10 +1,10 @@
-//! The replica handshake, as a real replica performs it: PING, AUTH, `REPLCONF listening-port`,
-//! `REPLCONF capa eof capa psync2`, then `PSYNC ? -1` and its answer.
+//! The replica handshake: AUTH, PING, `REPLCONF listening-port`, `REPLCONF capa eof capa
+//! psync2`, then `PSYNC ? -1` (or `PSYNC <replid> <offset>` to continue) and its answer. PING
+//! comes after AUTH so that it runs as the ACL user: a refusal names the missing permission.
 
 use bytes::Bytes;
-use replay::net::Endpoint;
+use replay::net::{Endpoint, Stream};
 use replay::resp::{frame_error, frame_text, Conn};
-use tokio::net::TcpStream;
 
 use super::SourceError;
 
@@ -27,19 +27,16 @@ pub enum Psync {
 
 /// Runs the handshake up to and including the PSYNC reply.
 pub async fn handshake(
-    conn: &mut Conn<TcpStream>,
+    conn: &mut Conn<Stream>,
     ep: &Endpoint,
     listening_port: u16,
     resume: Option<&FullResync>,
 ) -> Result<Psync, SourceError> {
+    replay::net::auth(conn, ep).await?;
     let pong = conn.call(&["PING"]).await?;
     if let Some(e) = frame_error(&pong) {
-        // Authentication comes next; any other error is final.
-        if !(e.starts_with("NOAUTH") || e.starts_with("NOPERM")) {
-            return Err(SourceError::Refused(format!("PING refused: {e}")));
-        }
+        return Err(SourceError::Refused(format!("PING refused: {e}")));
     }
-    replay::net::auth(conn, ep).await?;
     let port = listening_port.to_string();
     // Masters ignore what they do not know; errors here are not fatal for a real replica either.
     let r = conn.call(&["REPLCONF", "listening-port", &port]).await?;

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use replay::dest::{Applied, Op, Sink, SinkError};
-use replay::net::Endpoint;
+use replay::net::{Endpoint, ReadHalf, WriteHalf};
 use replay::plan::{BatchLimits, Caps, RdbPlanner};
 use replay::rdb::{Limits, RdbParser};
 use replay::resp::scan::CommandScanner;
 use replay::resp::Conn;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use super::acker::AckState;
@@ -47,8 +46,8 @@ pub struct LinkConfig {
 /// A link past the handshake: at the start of the RDB, or (continuing) of the stream.
 #[derive(Debug)]
 pub struct Link {
-    rd: OwnedReadHalf,
-    wr: Option<OwnedWriteHalf>,
+    rd: ReadHalf,
+    wr: Option<WriteHalf>,
     buf: BytesMut,
     /// The replication id and the offset the stream starts from.
     pub resync: FullResync,
@@ -126,7 +125,7 @@ impl Link {
     }
 
     /// The write half, for the acker.
-    pub fn take_writer(&mut self) -> Option<OwnedWriteHalf> {
+    pub fn take_writer(&mut self) -> Option<WriteHalf> {
         self.wr.take()
     }
 

@@ -1,11 +1,13 @@
 //! The source link: replicant registers with the source as a replica and reads what a replica
 //! reads — the handshake ([`handshake`]), the RDB transfer in either form ([`transfer`]), then
 //! the replication stream ([`stream`]) — while [`acker`] reports the applied offset back.
-//! [`link`] drives them and hands commands to the destination writer.
+//! [`link`] drives them and hands commands to the destination writer. [`probe`] reads what the
+//! run needs to know of the source first, on a control connection.
 
 pub mod acker;
 pub mod handshake;
 pub mod link;
+pub mod probe;
 pub mod stream;
 pub mod transfer;
 
@@ -50,8 +52,6 @@ impl SourceError {
                 | SourceError::Silent(_)
                 | SourceError::Conn(replay::resp::ConnError::Closed)
                 | SourceError::Conn(replay::resp::ConnError::Io(_))
-                | SourceError::Connect(replay::net::ConnectError::Connect { .. })
-                | SourceError::Connect(replay::net::ConnectError::Timeout { .. })
-        )
+        ) || matches!(self, SourceError::Connect(e) if e.is_transient())
     }
 }

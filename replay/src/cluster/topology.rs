@@ -69,8 +69,9 @@ fn field<'a>(items: &'a [Frame], name: &str) -> Option<&'a Frame> {
         .and_then(|kv| kv.get(1))
 }
 
-/// The slot map from a `CLUSTER SHARDS` reply.
-pub fn from_shards(reply: &Frame) -> Result<Topology, String> {
+/// The slot map from a `CLUSTER SHARDS` reply. With `tls`, nodes are reached on their
+/// `tls-port` (reported when the cluster runs `tls-cluster yes`), else on their `port`.
+pub fn from_shards(reply: &Frame, tls: bool) -> Result<Topology, String> {
     let Frame::Array(shards) = reply else {
         return Err(format!(
             "CLUSTER SHARDS: unexpected reply {}",
@@ -105,7 +106,8 @@ pub fn from_shards(reply: &Frame) -> Result<Topology, String> {
                 Some(e) if !e.is_empty() && e != "?" => e,
                 _ => ip?,
             };
-            let port = u16::try_from(field(n, "port").and_then(int)?).ok()?;
+            let tls_port = field(n, "tls-port").filter(|_| tls);
+            let port = u16::try_from(tls_port.or_else(|| field(n, "port")).and_then(int)?).ok()?;
             Some(NodeAddr { host, port })
         });
         let Some(master) = master else {
@@ -120,7 +122,8 @@ pub fn from_shards(reply: &Frame) -> Result<Topology, String> {
     Ok(t)
 }
 
-/// The slot map from a `CLUSTER SLOTS` reply.
+/// The slot map from a `CLUSTER SLOTS` reply (whose ports are those of the connection's kind:
+/// TLS ports when asked over TLS).
 pub fn from_slots(reply: &Frame) -> Result<Topology, String> {
     let Frame::Array(entries) = reply else {
         return Err(format!(
@@ -192,12 +195,44 @@ mod tests {
                 Frame::Array(vec![node(7002, "master")]),
             ]),
         ]);
-        let t = from_shards(&reply).expect("valid");
+        let t = from_shards(&reply, false).expect("valid");
         assert_eq!(t.masters.len(), 2);
         assert_eq!(t.masters[0].port, 7000);
+        // A node that reports no TLS port is reached on its port either way.
+        assert_eq!(from_shards(&reply, true).expect("valid"), t);
         assert_eq!(t.owner[0], Some(0));
         assert_eq!(t.owner[16383], Some(1));
         assert_eq!(t.unassigned(), 0);
+    }
+
+    #[test]
+    fn shards_over_tls() {
+        let node = |port: i64, tls_port: i64| {
+            Frame::Array(vec![
+                s("port"),
+                Frame::Integer(port),
+                s("tls-port"),
+                Frame::Integer(tls_port),
+                s("ip"),
+                s("127.0.0.1"),
+                s("role"),
+                s("master"),
+            ])
+        };
+        let reply = Frame::Array(vec![Frame::Array(vec![
+            s("slots"),
+            Frame::Array(vec![Frame::Integer(0), Frame::Integer(16383)]),
+            s("nodes"),
+            Frame::Array(vec![node(7000, 17000)]),
+        ])]);
+        assert_eq!(
+            from_shards(&reply, true).expect("tls").masters[0].port,
+            17000
+        );
+        assert_eq!(
+            from_shards(&reply, false).expect("plain").masters[0].port,
+            7000
+        );
     }
 
     #[test]

@@ -268,12 +268,11 @@ impl ClusterSink {
     /// Reads the slot map from the seed or any known master, and adopts it.
     async fn refresh(&mut self) -> Result<(), DestError> {
         let mut candidates = vec![self.seed.clone()];
-        candidates.extend(self.writers.iter().map(|(a, _)| Endpoint {
-            host: a.host.clone(),
-            port: a.port,
-            user: self.seed.user.clone(),
-            password: self.seed.password.clone(),
-        }));
+        candidates.extend(
+            self.writers
+                .iter()
+                .map(|(a, _)| self.seed.with_addr(&a.host, a.port)),
+        );
         let mut last = None;
         for ep in candidates {
             match probe(&ep, self.template.connect_timeout).await {
@@ -311,12 +310,7 @@ impl ClusterSink {
                 Some(p) => p,
                 None => {
                     let mut cfg = self.template.clone();
-                    cfg.endpoint = Endpoint {
-                        host: m.host.clone(),
-                        port: m.port,
-                        user: self.seed.user.clone(),
-                        password: self.seed.password.clone(),
-                    };
+                    cfg.endpoint = self.seed.with_addr(&m.host, m.port);
                     cfg.recovery = Some(self.recovery.clone());
                     let progress = Arc::new(Progress::default());
                     progress.applied_offset.store(floor, Ordering::Release);

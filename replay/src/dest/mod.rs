@@ -92,7 +92,7 @@ pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<Target, DestError
     }
     let shards = conn.call(&["CLUSTER", "SHARDS"]).await?;
     let topo = if frame_error(&shards).is_none() {
-        topology::from_shards(&shards)
+        topology::from_shards(&shards, ep.tls.is_some())
     } else {
         let slots = conn.call(&["CLUSTER", "SLOTS"]).await?;
         if let Some(e) = frame_error(&slots) {

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -23,7 +22,7 @@ use super::reply::{classify_error, Action};
 use super::{DestError, Progress};
 use crate::cmd::Command;
 use crate::display::printable;
-use crate::net::{connect_and_auth, Endpoint};
+use crate::net::{connect_and_auth, Endpoint, ReadHalf, WriteHalf};
 use crate::resp::scan::scan_reply;
 
 /// One thing for the writer to do, in order.
@@ -177,7 +176,7 @@ async fn join(h: JoinHandle<Result<(), DestError>>) -> Result<(), DestError> {
 }
 
 async fn send_loop(
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     mut rx: OpReceiver,
     ptx: mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
@@ -269,21 +268,25 @@ impl Window {
 }
 
 async fn send_batches(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf,
     rx: &mut OpReceiver,
     ptx: &mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
     unsent: &mut Vec<Op>,
 ) -> Result<(), DestError> {
     let mut out = BytesMut::with_capacity(256 * 1024);
+    // Nothing written since the last flush: a TLS session may hold bytes until flushed, and
+    // their replies are what the window waits for.
+    let mut flushed = true;
     loop {
-        let batch = if out.is_empty() {
+        let batch = if flushed && out.is_empty() {
             rx.recv().await
         } else {
             match rx.try_recv() {
                 Ok(b) => Some(b),
                 Err(mpsc::error::TryRecvError::Empty) => {
                     flush(&mut wr, &mut out).await?;
+                    flushed = true;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -296,6 +299,7 @@ async fn send_batches(
         let mut ops = batch.into_iter().peekable();
         while ops.peek().is_some() {
             let result = send_group(&mut wr, &mut out, &mut ops, ptx, &window).await;
+            flushed = false;
             if result.is_err() || window.cmds.is_closed() {
                 unsent.extend(ops);
                 return result;
@@ -307,7 +311,7 @@ async fn send_batches(
 /// Sends the longest run of `ops` that fits the window, then hands the group to the receive
 /// task (also when writing failed), so that nothing sent is unaccounted for.
 async fn send_group(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     out: &mut BytesMut,
     ops: &mut std::iter::Peekable<std::vec::IntoIter<Op>>,
     ptx: &mpsc::UnboundedSender<Vec<Pend>>,
@@ -367,7 +371,7 @@ async fn send_group(
 }
 
 async fn write_group(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
     out: &mut BytesMut,
     pend: &[Pend],
 ) -> Result<(), DestError> {
@@ -387,16 +391,18 @@ async fn write_group(
     Ok(())
 }
 
-async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), DestError> {
+/// Writes what is buffered and pushes it out of a TLS session's buffer too (a no-op for TCP).
+async fn flush(wr: &mut WriteHalf, out: &mut BytesMut) -> Result<(), DestError> {
     if !out.is_empty() {
         wr.write_all(out).await?;
         out.clear();
     }
+    wr.flush().await?;
     Ok(())
 }
 
 async fn recv_loop(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf,
     mut buf: BytesMut,
     mut prx: mpsc::UnboundedReceiver<Vec<Pend>>,
     window: Window,
@@ -434,7 +440,7 @@ async fn recv_loop(
 }
 
 async fn recv_replies(
-    rd: &mut OwnedReadHalf,
+    rd: &mut ReadHalf,
     buf: &mut BytesMut,
     prx: &mut mpsc::UnboundedReceiver<Vec<Pend>>,
     window: &Window,
@@ -469,7 +475,7 @@ fn publish(progress: &Progress, recovery: Option<&Recovery>, offset: Option<u64>
 }
 
 async fn recv_one(
-    rd: &mut OwnedReadHalf,
+    rd: &mut ReadHalf,
     buf: &mut BytesMut,
     p: &Pend,
     window: &Window,

@@ -1,11 +1,18 @@
-//! Where a server is and how to log in: the endpoint of either side, TCP connection with the
-//! socket options that matter (keepalive, no delay, a connect timeout), and AUTH.
+//! Where a server is and how to log in: the endpoint of either side, the connection (TCP with
+//! the socket options that matter — keepalive, no delay, a connect timeout — and TLS over it
+//! where asked, see [`tls`]), and AUTH with a password or an ACL user.
+
+pub mod stream;
+pub mod tls;
 
 use std::fmt;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
+
+pub use stream::{ReadHalf, Stream, WriteHalf};
+pub use tls::{Tls, TlsConfigError, TlsOptions};
 
 use crate::resp::{frame_error, Conn, ConnError};
 
@@ -16,6 +23,20 @@ pub struct Endpoint {
     pub port: u16,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// TLS over the TCP connection, when set.
+    pub tls: Option<Tls>,
+}
+
+impl Endpoint {
+    /// The same credentials and TLS settings for another server (e.g. a node of the same
+    /// cluster).
+    pub fn with_addr(&self, host: &str, port: u16) -> Endpoint {
+        Endpoint {
+            host: host.to_string(),
+            port,
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -34,6 +55,7 @@ impl fmt::Debug for Endpoint {
             .field("addr", &self.to_string())
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -48,23 +70,45 @@ pub enum ConnectError {
     },
     #[error("connecting to {addr} timed out after {secs} s")]
     Timeout { addr: String, secs: u64 },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("authentication failed at {addr}: {reply}")]
     Auth { addr: String, reply: String },
     #[error("{addr}: {source}")]
     Conn { addr: String, source: ConnError },
 }
 
-/// Opens a TCP connection with keepalive and `TCP_NODELAY` set.
-pub async fn connect(ep: &Endpoint, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    let addr = ep.to_string();
-    let stream = tokio::time::timeout(timeout, TcpStream::connect((ep.host.as_str(), ep.port)))
+impl ConnectError {
+    /// Whether trying again later may succeed (the server is unreachable or the connection
+    /// broke), as opposed to a refusal that would repeat (credentials, certificates).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectError::Connect { .. } | ConnectError::Timeout { .. } => true,
+            ConnectError::Tls { source, .. } => !tls::is_tls_failure(source),
+            ConnectError::Auth { .. } | ConnectError::Conn { .. } => false,
+        }
+    }
+}
+
+/// Opens a TCP connection with keepalive and `TCP_NODELAY` set, and runs the TLS handshake
+/// over it when the endpoint asks for TLS; all within `timeout`.
+pub async fn connect(ep: &Endpoint, timeout: Duration) -> Result<Stream, ConnectError> {
+    tokio::time::timeout(timeout, open(ep))
         .await
         .map_err(|_| ConnectError::Timeout {
-            addr: addr.clone(),
+            addr: ep.to_string(),
             secs: timeout.as_secs(),
         })?
+}
+
+async fn open(ep: &Endpoint) -> Result<Stream, ConnectError> {
+    let stream = TcpStream::connect((ep.host.as_str(), ep.port))
+        .await
         .map_err(|source| ConnectError::Connect {
-            addr: addr.clone(),
+            addr: ep.to_string(),
             source,
         })?;
     let sock = SockRef::from(&stream);
@@ -74,21 +118,31 @@ pub async fn connect(ep: &Endpoint, timeout: Duration) -> Result<TcpStream, Conn
     // Best effort: a platform without these options still works, only detects dead peers later.
     let _ = sock.set_tcp_keepalive(&ka);
     let _ = sock.set_tcp_nodelay(true);
-    Ok(stream)
+    match &ep.tls {
+        None => Ok(Stream::Tcp(stream)),
+        Some(tls) => match tls.handshake(stream, &ep.host).await {
+            Ok(s) => Ok(Stream::Tls(Box::new(s))),
+            Err(source) => Err(ConnectError::Tls {
+                addr: ep.to_string(),
+                source,
+            }),
+        },
+    }
 }
 
 /// Connects and authenticates (when the endpoint has a password).
 pub async fn connect_and_auth(
     ep: &Endpoint,
     timeout: Duration,
-) -> Result<Conn<TcpStream>, ConnectError> {
+) -> Result<Conn<Stream>, ConnectError> {
     let mut conn = Conn::new(connect(ep, timeout).await?);
     auth(&mut conn, ep).await?;
     Ok(conn)
 }
 
-/// Sends AUTH with the endpoint's credentials, if any.
-pub async fn auth(conn: &mut Conn<TcpStream>, ep: &Endpoint) -> Result<(), ConnectError> {
+/// Sends AUTH with the endpoint's credentials (ACL user and password, or the password
+/// alone), if any.
+pub async fn auth(conn: &mut Conn<Stream>, ep: &Endpoint) -> Result<(), ConnectError> {
     let Some(pass) = ep.password.as_deref() else {
         return Ok(());
     };
