@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use redis::{Connection, Value};
 
-use crate::server::{self, RedisServer, RedisServerBuilder};
+use crate::server::{self, RedisServer, RedisServerBuilder, ServerTls};
 use crate::wait::{self, Check};
 
 pub use slots::{hash_tag, key_slot, SlotMap, SLOTS};
@@ -53,6 +53,7 @@ pub struct RedisClusterBuilder {
     node_timeout: Duration,
     password: Option<String>,
     config: Vec<(String, String)>,
+    tls: Option<ServerTls>,
 }
 
 impl RedisCluster {
@@ -64,6 +65,7 @@ impl RedisCluster {
             node_timeout: NODE_TIMEOUT,
             password: None,
             config: Vec::new(),
+            tls: None,
         }
     }
 
@@ -99,6 +101,17 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         match self.masters().first() {
             Some(master) => master.url(),
+            None => panic!(
+                "no node of the cluster answers as a master\n{}",
+                self.log_tails(10)
+            ),
+        }
+    }
+
+    /// The TLS URL of one master (a cluster started with [`RedisClusterBuilder::tls`]).
+    pub fn tls_url(&self) -> String {
+        match self.masters().first() {
+            Some(master) => master.tls_url(),
             None => panic!(
                 "no node of the cluster answers as a master\n{}",
                 self.log_tails(10)
@@ -258,6 +271,13 @@ impl RedisClusterBuilder {
         self
     }
 
+    /// TLS on every node's second port, and between the nodes (`tls-cluster yes`,
+    /// `tls-replication yes`); the harness keeps using the plain ports.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Adds `--name value` to every node's command line.
     pub fn config(mut self, name: &str, value: &str) -> Self {
         self.config.push((name.to_string(), value.to_string()));
@@ -298,6 +318,13 @@ impl RedisClusterBuilder {
         let builder = RedisServer::builder().cluster_node(self.node_timeout);
         let builder = match &self.password {
             Some(password) => builder.password(password),
+            None => builder,
+        };
+        let builder = match &self.tls {
+            Some(tls) => builder
+                .tls(tls.clone())
+                .config("tls-cluster", "yes")
+                .config("tls-replication", "yes"),
             None => builder,
         };
         self.config.iter().fold(builder, |builder, (name, value)| {

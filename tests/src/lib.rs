@@ -9,7 +9,7 @@
 //! # Layout
 //!
 //! - [`server`]: `RedisServer`, a builder that starts a `redis-server` (optionally loading an
-//!   RDB file) and kills it on drop.
+//!   RDB file, optionally with TLS on a second port) and kills it on drop.
 //! - [`replicant`]: finds the `replicant` binary; runs `replicant sync` as a supervised child
 //!   and `replicant load` to completion, both under deadlines.
 //! - [`barrier`]: reads the source's `INFO replication` and waits until the replica (replicant)
@@ -25,6 +25,7 @@
 //! - [`dataset`]: fills a server with every type and encoding Redis 7.0 has, big keys included.
 //! - [`manifest`]: reads the `*.manifest.txt` files that describe the server-written fixtures.
 //! - [`fixtures`]: where the RDB fixtures live and what their headers say.
+//! - [`tls`]: certificates made for a test (CA, server, client, expired, wrong name).
 //! - [`wait`]: polling with deadlines (no fixed sleeps anywhere) and the timeout scale.
 //! - [`rng`]: a tiny seeded generator, so workloads and random inputs repeat exactly.
 //!
@@ -40,6 +41,7 @@ pub mod manifest;
 pub mod replicant;
 pub mod rng;
 pub mod server;
+pub mod tls;
 pub mod wait;
 pub mod workload;
 

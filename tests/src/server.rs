@@ -10,6 +10,10 @@
 //! cluster bus (`cluster-port`: the default, port + 10000, is often above 65535 for the
 //! ephemeral ports the harness uses) and its `nodes.conf` in its own directory.
 //!
+//! A TLS server ([`RedisServerBuilder::tls`]) listens on a second free port with TLS
+//! (`tls-port`) and keeps its plain port for the harness itself: the tests give replicant the
+//! TLS port ([`RedisServer::tls_url`]), where the harness's own checks use the plain one.
+//!
 //! The binary is `redis-server` from `PATH`, or the path in `$REDIS_SERVER`.
 
 use std::fmt;
@@ -38,6 +42,8 @@ pub struct RedisServer {
     port: u16,
     /// The cluster bus port of a cluster node.
     bus_port: Option<u16>,
+    /// The TLS port of a TLS server.
+    tls_port: Option<u16>,
     password: Option<String>,
     /// Holds the server's working directory (RDB, logs); removed on drop, after the kill.
     dir: TempDir,
@@ -52,6 +58,18 @@ pub struct RedisServerBuilder {
     start_timeout: Duration,
     /// `cluster-enabled yes` with this `cluster-node-timeout`.
     cluster_node_timeout: Option<Duration>,
+    tls: Option<ServerTls>,
+}
+
+/// TLS on a server's second port: its certificate and key, the CA it trusts for client
+/// certificates (and, in a cluster, for the other nodes'), and whether clients must present
+/// one (`tls-auth-clients`).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub auth_clients: bool,
 }
 
 /// A server that did not come up: why, and the end of its log.
@@ -81,6 +99,7 @@ impl RedisServer {
             rdb: None,
             start_timeout: START_TIMEOUT,
             cluster_node_timeout: None,
+            tls: None,
         }
     }
 
@@ -101,6 +120,34 @@ impl RedisServer {
     /// The cluster bus port of a cluster node; `None` for a standalone server.
     pub fn bus_port(&self) -> Option<u16> {
         self.bus_port
+    }
+
+    /// The TLS port of a TLS server; `None` for a plain one.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// `rediss://[:password@]127.0.0.1:tls-port`, with the server's own password if it has
+    /// one; panics for a server without TLS.
+    pub fn tls_url(&self) -> String {
+        self.tls_url_with(None, self.password.as_deref())
+    }
+
+    /// The TLS URL with an ACL user and password (either may be left out).
+    pub fn tls_url_with(&self, user: Option<&str>, password: Option<&str>) -> String {
+        let port = self
+            .tls_port
+            .unwrap_or_else(|| panic!("redis-server on port {} has no TLS port", self.port));
+        format!("rediss://{}127.0.0.1:{port}", userinfo(user, password))
+    }
+
+    /// The plain URL with an ACL user and password (either may be left out).
+    pub fn url_with_user(&self, user: Option<&str>, password: Option<&str>) -> String {
+        format!(
+            "redis://{}127.0.0.1:{}",
+            userinfo(user, password),
+            self.port
+        )
     }
 
     /// The password the server requires, if any.
@@ -194,6 +241,12 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Listens with TLS on a second port too (see the module documentation).
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Starts the server as a cluster node (`cluster-enabled yes`, `cluster-config-file` in
     /// its directory, this `cluster-node-timeout`, a free `cluster-port`), alone in its
     /// cluster until `redis-cli --cluster create` (see [`crate::cluster`]) joins it to others.
@@ -244,13 +297,14 @@ impl RedisServerBuilder {
                 ))
             })?;
         }
-        let ports = free_ports(if self.cluster_node_timeout.is_some() {
-            2
-        } else {
-            1
-        })
-        .map_err(|err| setup_error(format!("no free port: {err}")))?;
-        let (port, bus_port) = (ports[0], ports.get(1).copied());
+        let wanted =
+            1 + usize::from(self.cluster_node_timeout.is_some()) + usize::from(self.tls.is_some());
+        let ports =
+            free_ports(wanted).map_err(|err| setup_error(format!("no free port: {err}")))?;
+        let mut extra = ports[1..].iter().copied();
+        let port = ports[0];
+        let bus_port = self.cluster_node_timeout.and_then(|_| extra.next());
+        let tls_port = self.tls.as_ref().and_then(|_| extra.next());
         let output = File::create(dir.path().join("stdout.log"))
             .map_err(|err| setup_error(format!("cannot create stdout.log: {err}")))?;
         let output_err = output
@@ -286,6 +340,21 @@ impl RedisServerBuilder {
                 command.args(["--masterauth", password]);
             }
         }
+        if let (Some(tls), Some(tls_port)) = (&self.tls, tls_port) {
+            command
+                .arg("--tls-port")
+                .arg(tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args([
+                    "--tls-auth-clients",
+                    if tls.auth_clients { "yes" } else { "no" },
+                ]);
+        }
         for (name, value) in &self.config {
             command.arg(format!("--{name}")).arg(value);
         }
@@ -305,6 +374,7 @@ impl RedisServerBuilder {
             child,
             port,
             bus_port,
+            tls_port,
             password: self.password.clone(),
             dir,
         };
@@ -343,6 +413,16 @@ impl RedisServer {
                 Err(_) => Check::Pending,
             }
         })
+    }
+}
+
+/// `user:password@`, `:password@`, `user@` or nothing.
+fn userinfo(user: Option<&str>, password: Option<&str>) -> String {
+    match (user, password) {
+        (Some(user), Some(password)) => format!("{user}:{password}@"),
+        (None, Some(password)) => format!(":{password}@"),
+        (Some(user), None) => format!("{user}@"),
+        (None, None) => String::new(),
     }
 }
 
