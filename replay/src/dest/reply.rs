@@ -50,6 +50,14 @@ pub fn classify_error(msg: &str) -> Action {
     if FATAL_CODES.contains(&code) {
         return Action::Fatal;
     }
+    // EXEC refused for itself (e.g. NOPERM for EXEC, OOM) comes back as EXECABORT with the
+    // refusal as its cause: the cause decides. (After a queued command's own error, which was
+    // judged on its own, the cause is "previous errors".)
+    if code == "EXECABORT" {
+        if let Some((_, cause)) = msg.split_once("because of: ") {
+            return classify_error(cause);
+        }
+    }
     if PER_KEY_CODES.contains(&code) {
         return Action::PerKey;
     }
@@ -91,5 +99,15 @@ mod tests {
             Action::PerKey
         );
         assert_eq!(classify_error("WEIRD something"), Action::Fatal);
+        assert_eq!(
+            classify_error("EXECABORT Transaction discarded because of previous errors."),
+            Action::PerKey
+        );
+        assert_eq!(
+            classify_error(
+                "EXECABORT Transaction discarded because of: NOPERM this user has no permissions to run the 'exec' command"
+            ),
+            Action::Fatal
+        );
     }
 }
