@@ -11,7 +11,7 @@
 //!   ordinary commands in bounded batches; the destination's capabilities.
 //! - [`cmd`]: the command model (wire chunks + the source offset a command completes).
 //! - [`dest`]: the pipelined writer with its in-flight window, reply policy and progress.
-//! - [`resp`], [`net`]: RESP connections, endpoints, TCP options and AUTH.
+//! - [`resp`], [`net`]: RESP connections, endpoints, TCP options, TLS and AUTH.
 //! - [`display`]: keys rendered for logs.
 #![forbid(unsafe_code)]
 
