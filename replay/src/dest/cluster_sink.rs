@@ -45,6 +45,13 @@ impl Applied {
         self.read().iter().map(|p| p.applied()).min().unwrap_or(0)
     }
 
+    /// Sets every writer's applied offset (nothing may be in flight).
+    pub fn reset(&self, offset: u64) {
+        for p in self.read() {
+            p.applied_offset.store(offset, Ordering::Release);
+        }
+    }
+
     pub fn commands(&self) -> u64 {
         self.read()
             .iter()
@@ -165,6 +172,37 @@ impl ClusterSink {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// Waits until every command handed over so far is answered (recovering as needed).
+    pub async fn drain(&mut self) -> Result<(), DestError> {
+        loop {
+            if self.needs_recovery() {
+                self.recover().await?;
+            }
+            self.wait_idle(Instant::now() + GIVE_UP_AFTER).await?;
+            if !self.needs_recovery() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Forgets the source offsets routed so far (a new stream starts).
+    pub fn forget_offsets(&mut self) {
+        self.router.forget_offsets();
+    }
+
+    /// The masters, with the seed's credentials.
+    pub fn nodes(&self) -> Vec<Endpoint> {
+        self.writers
+            .iter()
+            .map(|(a, _)| Endpoint {
+                host: a.host.clone(),
+                port: a.port,
+                user: self.seed.user.clone(),
+                password: self.seed.password.clone(),
+            })
+            .collect()
     }
 
     /// Sends again what came back, until nothing does; then unfreezes the applied offsets.

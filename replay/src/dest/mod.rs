@@ -52,7 +52,7 @@ pub struct Progress {
     pub commands: AtomicU64,
     pub bytes: AtomicU64,
     pub key_errors: AtomicU64,
-    /// Commands handed to the writer by a cluster sink and not yet answered or handed back.
+    /// Commands handed to the writer and not yet answered (or handed back, cluster sinks).
     pub outstanding: AtomicI64,
 }
 

@@ -2,12 +2,14 @@
 //! the cluster sink (a router in front of one writer per master, see [`super::cluster_sink`]).
 //! Either way the sink is bounded and reports the offset the whole destination has applied.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::cluster_sink::{Applied, ClusterSink};
 use super::{Closed, DestError, Op, OpSender, Writer};
 use crate::cluster::{RouteError, RouteStats};
+use crate::net::Endpoint;
 
 /// Why a batch could not be handed over.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +40,44 @@ impl Sink {
     /// Hands a batch over, waiting while the destination's queues are full.
     pub async fn send(&mut self, ops: Vec<Op>) -> Result<(), SinkError> {
         match self {
-            Sink::Single { tx, .. } => Ok(tx.send(ops).await?),
+            Sink::Single { tx, writer } => {
+                let cmds = ops.iter().filter(|o| matches!(o, Op::Cmd(_))).count() as i64;
+                let outstanding = &writer.progress().outstanding;
+                outstanding.fetch_add(cmds, Ordering::AcqRel);
+                Ok(tx.send(ops).await?)
+            }
             Sink::Cluster(c) => c.send(ops).await,
+        }
+    }
+
+    /// Waits until the destination has answered every command handed over so far.
+    pub async fn drain(&mut self) -> Result<(), SinkError> {
+        match self {
+            Sink::Single { tx, writer } => loop {
+                if tx.is_closed() {
+                    return Err(SinkError::Closed(Closed));
+                }
+                if writer.progress().outstanding.load(Ordering::Acquire) <= 0 {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            },
+            Sink::Cluster(c) => Ok(c.drain().await?),
+        }
+    }
+
+    /// Forgets the source offsets seen so far: a new stream starts (after [`Sink::drain`]).
+    pub fn forget_offsets(&mut self) {
+        if let Sink::Cluster(c) = self {
+            c.forget_offsets();
+        }
+    }
+
+    /// The servers written to (every master of a cluster).
+    pub fn nodes(&self) -> Vec<Endpoint> {
+        match self {
+            Sink::Single { writer, .. } => vec![writer.endpoint().clone()],
+            Sink::Cluster(c) => c.nodes(),
         }
     }
 

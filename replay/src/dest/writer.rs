@@ -76,6 +76,7 @@ const LOGGED_KEY_ERRORS: u64 = 100;
 /// A running writer: feed it through [`Writer::sender`], end it with [`Writer::finish`].
 #[derive(Debug)]
 pub struct Writer {
+    endpoint: Endpoint,
     tx: Option<OpSender>,
     progress: Arc<Progress>,
     send: JoinHandle<Result<(), DestError>>,
@@ -122,6 +123,7 @@ impl Writer {
             cfg.recovery,
         ));
         Ok(Writer {
+            endpoint: cfg.endpoint,
             tx: Some(tx),
             progress,
             send,
@@ -136,6 +138,11 @@ impl Writer {
             rx.close();
             tx
         })
+    }
+
+    /// The server this writer writes to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     pub fn progress(&self) -> &Arc<Progress> {
