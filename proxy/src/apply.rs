@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use replay::cluster::{DbMap, Router};
-use replay::dest::{self, ClusterSink, Progress, Sink, Writer, WriterConfig};
-use replay::net::Endpoint;
+use replay::dest::{self, ClusterSink, DestError, Progress, Sink, Writer, WriterConfig};
+use replay::net::{connect_and_auth, Endpoint};
 use replay::plan::{BatchLimits, Caps};
+use replay::resp::{frame_error, frame_text};
 
 use crate::cli::ApplyArgs;
 use crate::config::{parse_endpoint, Side};
@@ -116,4 +117,33 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
         batch,
         dbs: Some(dbs),
     })
+}
+
+/// Keys on the destination (every db; every master of a cluster), from `INFO keyspace`.
+pub async fn key_count(nodes: &[Endpoint], timeout: Duration) -> Result<u64, DestError> {
+    let mut total = 0;
+    for ep in nodes {
+        let mut conn = connect_and_auth(ep, timeout).await?;
+        let info = conn.call(&["INFO", "keyspace"]).await?;
+        if let Some(reply) = frame_error(&info) {
+            return Err(DestError::Refused {
+                cmd: "INFO keyspace".into(),
+                key: None,
+                reply,
+            });
+        }
+        total += frame_text(&info)
+            .lines()
+            .filter_map(|l| {
+                l.split_once(':')?
+                    .1
+                    .split(',')
+                    .next()?
+                    .strip_prefix("keys=")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>();
+    }
+    Ok(total)
 }
