@@ -33,7 +33,7 @@ impl Applied {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    fn set(&self, list: Vec<Arc<Progress>>) {
+    pub(crate) fn set(&self, list: Vec<Arc<Progress>>) {
         match self.0.write() {
             Ok(mut l) => *l = list,
             Err(p) => *p.into_inner() = list,
@@ -66,9 +66,6 @@ impl Applied {
             .sum()
     }
 }
-
-/// How long the cluster may stay unusable before the run stops.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -180,7 +177,8 @@ impl ClusterSink {
             if self.needs_recovery() {
                 self.recover().await?;
             }
-            self.wait_idle(Instant::now() + GIVE_UP_AFTER).await?;
+            self.wait_idle(Instant::now() + self.template.retry_errors)
+                .await?;
             if !self.needs_recovery() {
                 return Ok(());
             }
@@ -207,13 +205,13 @@ impl ClusterSink {
 
     /// Sends again what came back, until nothing does; then unfreezes the applied offsets.
     pub async fn recover(&mut self) -> Result<(), DestError> {
-        let deadline = Instant::now() + GIVE_UP_AFTER;
+        let deadline = Instant::now() + self.template.retry_errors;
         let mut round = 0u32;
         let mut dead = false;
         loop {
             self.wait_idle(deadline).await?;
             let mut items = std::mem::take(&mut self.carry);
-            items.extend(self.recovery.take());
+            items.extend(self.recovery.take().into_iter().map(|h| (h.cmd, h.why)));
             for r in self.refused.iter_mut() {
                 items.extend(r.drain(..).map(|c| (c, Returned::Lost)));
             }
@@ -241,8 +239,8 @@ impl ClusterSink {
             self.recoveries += 1;
             if Instant::now() > deadline {
                 return Err(DestError::Unsupported(format!(
-                    "gave up after {} s: the destination cluster kept redirecting or refusing {} commands",
-                    GIVE_UP_AFTER.as_secs(),
+                    "gave up after {} s (--retry-errors): the destination cluster kept redirecting or refusing {} commands",
+                    self.template.retry_errors.as_secs(),
                     items.len()
                 )));
             }
@@ -266,6 +264,12 @@ impl ClusterSink {
             }
             dead = false;
             let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
+            // A transaction handed back may still be open on one of the connections.
+            if self.recovery.take_discard() {
+                for o in out.iter_mut() {
+                    o.push(Op::Cmd(Command::new(&["DISCARD"])));
+                }
+            }
             for (cmd, why) in items {
                 match why {
                     Returned::Ask { addr } => match self.node_index(&addr) {

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::queue::{queue, OpReceiver, OpSender};
 use super::recovery::{returned_kind, Recovery, Returned};
 use super::reply::{classify_error, Action};
+use super::tx_track::{Outcome, Seen, Transactions};
 use super::{DestError, Progress};
 use crate::cmd::Command;
 use crate::display::printable;
@@ -47,9 +48,17 @@ pub struct WriterConfig {
     pub queue_batches: usize,
     /// Bytes queued on the input channel at most (on top of the window).
     pub queue_bytes: usize,
-    /// Cluster destinations: where commands that must go elsewhere are handed back (instead
-    /// of stopping the run).
+    /// Where commands that must be sent again (elsewhere, or later) are handed back instead of
+    /// stopping the run.
     pub recovery: Option<Arc<Recovery>>,
+    /// How long a sink keeps sending again what the destination refuses for a while
+    /// (LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, redirections).
+    pub retry_errors: Duration,
+    /// How long a sink keeps reconnecting to a destination it lost.
+    pub retry_connect: Duration,
+    /// Once a command is handed back, hand back everything after it unsent until the sink
+    /// has sent it again (keeps the order of writes through a refusal).
+    pub hold_on_refusal: bool,
 }
 
 impl WriterConfig {
@@ -62,6 +71,9 @@ impl WriterConfig {
             queue_batches: 64,
             queue_bytes: 8 << 20,
             recovery: None,
+            retry_errors: Duration::from_secs(600),
+            retry_connect: Duration::from_secs(600),
+            hold_on_refusal: false,
         }
     }
 }
@@ -107,12 +119,14 @@ impl Writer {
             max_cmds,
             max_bytes,
         };
+        let hold = cfg.recovery.clone().filter(|_| cfg.hold_on_refusal);
         let send = tokio::spawn(send_loop(
             wr,
             rx,
             ptx,
             window.clone(),
             cfg.recovery.is_some(),
+            hold,
         ));
         let recv = tokio::spawn(recv_loop(
             rd,
@@ -189,9 +203,10 @@ async fn send_loop(
     ptx: mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
     hand_back: bool,
+    hold: Option<Arc<Recovery>>,
 ) -> Result<(), DestError> {
     let mut unsent = Vec::new();
-    let result = send_batches(wr, &mut rx, &ptx, window, &mut unsent).await;
+    let result = send_batches(wr, &mut rx, &ptx, window, &mut unsent, hold.as_deref()).await;
     // Whatever ended the loop, feeders must not wait for room any more.
     rx.close();
     if hand_back {
@@ -281,6 +296,7 @@ async fn send_batches(
     ptx: &mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
     unsent: &mut Vec<Op>,
+    hold: Option<&Recovery>,
 ) -> Result<(), DestError> {
     let mut out = BytesMut::with_capacity(256 * 1024);
     loop {
@@ -300,6 +316,27 @@ async fn send_batches(
             flush(&mut wr, &mut out).await?;
             return Ok(());
         };
+        if hold.is_some_and(Recovery::frozen) {
+            // Commands were refused: nothing more goes out until the sink has sent them again,
+            // so that what follows them is not applied before them.
+            flush(&mut wr, &mut out).await?;
+            let pend: Vec<Pend> = batch
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::Cmd(cmd) => Some(Pend {
+                        offset: cmd.offset,
+                        cmd: Some(cmd),
+                        cost: 0,
+                        unsent: true,
+                    }),
+                    Op::Mark(_) => None,
+                })
+                .collect();
+            if ptx.send(pend).is_err() {
+                return Ok(());
+            }
+            continue;
+        }
         let mut ops = batch.into_iter().peekable();
         while ops.peek().is_some() {
             let result = send_group(&mut wr, &mut out, &mut ops, ptx, &window).await;
@@ -412,8 +449,9 @@ async fn recv_loop(
 ) -> Result<(), DestError> {
     let mut rest = Vec::new();
     let rec = recovery.as_deref();
+    let mut txs = Transactions::default();
     let result = recv_replies(
-        &mut rd, &mut buf, &mut prx, &window, &progress, rec, &mut rest,
+        &mut rd, &mut buf, &mut prx, &window, &progress, rec, &mut txs, &mut rest,
     )
     .await;
     // Wake a send task waiting for the window: nothing will free it any more.
@@ -426,11 +464,13 @@ async fn recv_loop(
     }
     // A cluster node went away: everything it did not answer goes back, in order, to be sent
     // again once the topology is known (at least once: some of it may have been applied).
-    tracing::warn!(error = %e, "lost the connection to a destination cluster node; its unanswered commands will be sent again");
+    tracing::warn!(error = %e, "lost the connection to the destination; its unanswered commands will be sent again");
+    txs.on_lost(rec);
     let mut back = |p: Pend| {
         if let Some(cmd) = p.cmd {
             progress.outstanding.fetch_sub(1, Ordering::AcqRel);
-            rec.hand_back(cmd, Returned::Lost);
+            let db = intended_db(&progress, &cmd);
+            rec.hand_back(cmd, Returned::Lost, db);
         }
     };
     rest.into_iter().for_each(&mut back);
@@ -447,6 +487,7 @@ async fn recv_replies(
     window: &Window,
     progress: &Progress,
     recovery: Option<&Recovery>,
+    txs: &mut Transactions,
     rest: &mut Vec<Pend>,
 ) -> Result<(), DestError> {
     // Room to give back to the window, released in bulk (always before waiting for bytes).
@@ -454,7 +495,8 @@ async fn recv_replies(
     while let Some(group) = prx.recv().await {
         let mut it = group.into_iter();
         while let Some(p) = it.next() {
-            if let Err(e) = recv_one(rd, buf, &p, window, progress, recovery, &mut free).await {
+            let r = recv_one(rd, buf, &p, window, progress, recovery, txs, &mut free).await;
+            if let Err(e) = r {
                 rest.push(p);
                 rest.extend(it);
                 return Err(e);
@@ -464,6 +506,16 @@ async fn recv_replies(
         free = (0, 0);
     }
     Ok(())
+}
+
+/// The db `cmd` was meant for (the db selected by everything before it in the order sent);
+/// a SELECT moves it on, whatever its reply.
+fn intended_db(progress: &Progress, cmd: &Command) -> u64 {
+    let before = progress.db.load(Ordering::Acquire);
+    if let Some(db) = cmd.selected_db() {
+        progress.db.store(db, Ordering::Release);
+    }
+    before
 }
 
 /// Publishes an applied offset, unless commands handed back are waiting to be sent again.
@@ -482,6 +534,7 @@ async fn recv_one(
     window: &Window,
     progress: &Progress,
     recovery: Option<&Recovery>,
+    txs: &mut Transactions,
     free: &mut (usize, usize),
 ) -> Result<(), DestError> {
     let Some(cmd) = &p.cmd else {
@@ -492,7 +545,15 @@ async fn recv_one(
         // Handed back by the send task: never written, no reply to wait for.
         if let Some(rec) = recovery {
             progress.outstanding.fetch_sub(1, Ordering::AcqRel);
-            rec.hand_back(cmd.clone(), Returned::Lost);
+            let db = intended_db(progress, cmd);
+            let o = Outcome {
+                unsent: true,
+                refused: false,
+                error: false,
+            };
+            if txs.on_command(rec, cmd, db, o) == Seen::Normal {
+                rec.hand_back(cmd.clone(), Returned::Lost, db);
+            }
         }
         return Ok(());
     }
@@ -526,9 +587,21 @@ async fn recv_one(
         .as_ref()
         .map(|r| String::from_utf8_lossy(&buf[r.clone()]).into_owned());
     let _ = buf.split_to(reply.len);
-    if let (Some(rec), Some(kind)) = (recovery, error.as_deref().and_then(returned_kind)) {
-        rec.hand_back(cmd.clone(), kind);
-        return Ok(());
+    let db = intended_db(progress, cmd);
+    if let Some(rec) = recovery {
+        let kind = error.as_deref().and_then(returned_kind);
+        let o = Outcome {
+            unsent: false,
+            refused: kind.is_some(),
+            error: error.is_some(),
+        };
+        if txs.on_command(rec, cmd, db, o) == Seen::HandedBack {
+            return Ok(());
+        }
+        if let Some(kind) = kind {
+            rec.hand_back(cmd.clone(), kind, db);
+            return Ok(());
+        }
     }
     let action = error.as_deref().map_or(Action::Ok, classify_error);
     match (action, error) {
