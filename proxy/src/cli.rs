@@ -60,6 +60,10 @@ pub struct ApplyArgs {
     /// Connect timeout for either side.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub connect_timeout: u64,
+    /// How long the destination may answer LOADING, BUSY, TRYAGAIN, CLUSTERDOWN or
+    /// MASTERDOWN (commands are sent again, with backoff) before the run stops.
+    #[arg(long, default_value_t = 10, value_name = "MINUTES")]
+    pub retry_errors: u64,
 }
 
 #[derive(Debug, Args)]

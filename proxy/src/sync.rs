@@ -42,7 +42,11 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         mut sink,
         batch,
         dbs,
-    } = apply::open(&args.apply).await?;
+    } = apply::open(
+        &args.apply,
+        Duration::from_secs(args.retry_connect.saturating_mul(60)),
+    )
+    .await?;
     let applied = sink.applied();
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     if let Some(dbs) = &dbs {
