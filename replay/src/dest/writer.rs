@@ -450,10 +450,13 @@ async fn recv_loop(
     let mut rest = Vec::new();
     let rec = recovery.as_deref();
     let mut txs = Transactions::default();
-    let result = recv_replies(
-        &mut rd, &mut buf, &mut prx, &window, &progress, rec, &mut txs, &mut rest,
-    )
-    .await;
+    let mut ctx = Replies {
+        window: &window,
+        progress: &progress,
+        recovery: rec,
+        txs: &mut txs,
+    };
+    let result = recv_replies(&mut rd, &mut buf, &mut prx, &mut ctx, &mut rest).await;
     // Wake a send task waiting for the window: nothing will free it any more.
     window.close();
     let (Err(e), Some(rec)) = (&result, rec) else {
@@ -484,10 +487,7 @@ async fn recv_replies(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     prx: &mut mpsc::UnboundedReceiver<Vec<Pend>>,
-    window: &Window,
-    progress: &Progress,
-    recovery: Option<&Recovery>,
-    txs: &mut Transactions,
+    ctx: &mut Replies<'_>,
     rest: &mut Vec<Pend>,
 ) -> Result<(), DestError> {
     // Room to give back to the window, released in bulk (always before waiting for bytes).
@@ -495,17 +495,25 @@ async fn recv_replies(
     while let Some(group) = prx.recv().await {
         let mut it = group.into_iter();
         while let Some(p) = it.next() {
-            let r = recv_one(rd, buf, &p, window, progress, recovery, txs, &mut free).await;
+            let r = recv_one(rd, buf, &p, ctx, &mut free).await;
             if let Err(e) = r {
                 rest.push(p);
                 rest.extend(it);
                 return Err(e);
             }
         }
-        window.release(free.0, free.1);
+        ctx.window.release(free.0, free.1);
         free = (0, 0);
     }
     Ok(())
+}
+
+/// What the receive task works with besides the connection.
+struct Replies<'a> {
+    window: &'a Window,
+    progress: &'a Progress,
+    recovery: Option<&'a Recovery>,
+    txs: &'a mut Transactions,
 }
 
 /// The db `cmd` was meant for (the db selected by everything before it in the order sent);
@@ -531,12 +539,11 @@ async fn recv_one(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     p: &Pend,
-    window: &Window,
-    progress: &Progress,
-    recovery: Option<&Recovery>,
-    txs: &mut Transactions,
+    ctx: &mut Replies<'_>,
     free: &mut (usize, usize),
 ) -> Result<(), DestError> {
+    let (window, progress, recovery) = (ctx.window, ctx.progress, ctx.recovery);
+    let txs = &mut *ctx.txs;
     let Some(cmd) = &p.cmd else {
         publish(progress, recovery, p.offset);
         return Ok(());
