@@ -74,7 +74,8 @@ awk -v n="$KEYS" 'BEGIN {
 redis-cli -p "$src" XREADGROUP GROUP readers alice COUNT 3 STREAMS stream:1 '>' >/dev/null
 
 echo "==> starting replicant sync"
-"$bin" sync --source "redis://127.0.0.1:$src" --target "redis://127.0.0.1:$dst" 2>"$work/replicant.log" &
+"$bin" sync --source "redis://127.0.0.1:$src" --target "redis://127.0.0.1:$dst" \
+  --state-dir "$work/state" 2>"$work/replicant.log" &
 rpid=$!
 pids+=($rpid)
 

@@ -113,6 +113,8 @@ impl Replicant {
             .arg(src.url())
             .arg("--target")
             .arg(dst.url())
+            .arg("--state-dir")
+            .arg(dst.dir().join("replicant-state"))
             .args(extra_args())
             .stdout(Stdio::null())
             .stderr(log)

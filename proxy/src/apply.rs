@@ -2,13 +2,13 @@
 //! the commands go to — one writer for a standalone server, or a router and one writer per
 //! master for a cluster.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use replay::cluster::{DbMap, Router};
-use replay::dest::{self, ClusterSink, Progress, Sink, Writer, WriterConfig};
-use replay::net::Endpoint;
+use replay::dest::{self, ClusterSink, DestError, SingleSink, Sink, WriterConfig};
+use replay::net::{connect_and_auth, Endpoint};
 use replay::plan::{BatchLimits, Caps};
+use replay::resp::{frame_error, frame_text};
 
 use crate::cli::ApplyArgs;
 use crate::config::{side_endpoint, Side, SideFlags};
@@ -75,7 +75,8 @@ pub fn db_map(a: &ApplyArgs) -> Result<DbMap, Fatal> {
     })
 }
 
-pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
+/// Opens the destination; `retry_connect` is how long a lost connection is retried.
+pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination, Fatal> {
     if a.batch_elements == 0 || a.window_commands == 0 || a.window_bytes == 0 || a.queue_bytes == 0
     {
         return Err(Fatal::other(
@@ -96,6 +97,8 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
         cfg.window_cmds = a.window_commands;
         cfg.window_bytes = a.window_bytes;
         cfg.queue_bytes = a.queue_bytes;
+        cfg.retry_errors = Duration::from_secs(a.retry_errors.saturating_mul(60));
+        cfg.retry_connect = retry_connect;
         cfg
     };
     let Some(topo) = target.cluster else {
@@ -105,13 +108,10 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
             ));
         }
         tracing::info!(target = %ep, version = ?caps.version, rdb_version = caps.rdb_version, tls = ep.tls.is_some(), "destination ready");
-        let progress = Arc::new(Progress::default());
-        let writer = Writer::start(config(ep), progress)
-            .await
-            .map_err(Fatal::target)?;
+        let single = SingleSink::open(config(ep)).await.map_err(Fatal::target)?;
         return Ok(Destination {
             caps,
-            sink: Sink::single(writer),
+            sink: Sink::single(single),
             batch,
             dbs: None,
         });
@@ -128,4 +128,33 @@ pub async fn open(a: &ApplyArgs) -> Result<Destination, Fatal> {
         batch,
         dbs: Some(dbs),
     })
+}
+
+/// Keys on the destination (every db; every master of a cluster), from `INFO keyspace`.
+pub async fn key_count(nodes: &[Endpoint], timeout: Duration) -> Result<u64, DestError> {
+    let mut total = 0;
+    for ep in nodes {
+        let mut conn = connect_and_auth(ep, timeout).await?;
+        let info = conn.call(&["INFO", "keyspace"]).await?;
+        if let Some(reply) = frame_error(&info) {
+            return Err(DestError::Refused {
+                cmd: "INFO keyspace".into(),
+                key: None,
+                reply,
+            });
+        }
+        total += frame_text(&info)
+            .lines()
+            .filter_map(|l| {
+                l.split_once(':')?
+                    .1
+                    .split(',')
+                    .next()?
+                    .strip_prefix("keys=")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>();
+    }
+    Ok(total)
 }

@@ -65,6 +65,10 @@ pub struct ApplyArgs {
     /// Connect timeout for either side.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub connect_timeout: u64,
+    /// How long the destination may answer LOADING, BUSY, TRYAGAIN, CLUSTERDOWN or
+    /// MASTERDOWN (commands are sent again, with backoff) before the run stops.
+    #[arg(long, default_value_t = 10, value_name = "MINUTES")]
+    pub retry_errors: u64,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +95,30 @@ pub struct SyncArgs {
     /// On SIGINT/SIGTERM, wait at most this long for the destination to apply what is in flight.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub grace: u64,
+    /// Where the checkpoint (replication id and applied offset, for a restart to continue the
+    /// stream) and the spool's files are kept. One directory per source/target pair.
+    #[arg(long, default_value = "replicant-state", value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// When the source cannot continue the stream and sends its snapshot again: `flush` empties
+    /// the destination first (FLUSHALL), so keys deleted on the source meanwhile go too;
+    /// `keep` leaves the destination's keys and reports how many are not in the new snapshot.
+    /// The first copy never flushes.
+    #[arg(long, value_enum, default_value_t = OnFullResync::Flush, value_name = "POLICY")]
+    pub on_full_resync: OnFullResync,
+    /// Bytes from the source held in memory when the destination is slower than the source,
+    /// before spooling to disk.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub spool_memory: usize,
+    /// Bytes spooled to disk at most; past it, reading from the source pauses.
+    #[arg(long, default_value_t = 4 << 30, value_name = "BYTES")]
+    pub spool_max: u64,
+}
+
+/// What a re-copy of the snapshot does with the destination's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnFullResync {
+    Flush,
+    Keep,
 }
 
 #[derive(Debug, Args)]

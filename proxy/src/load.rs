@@ -22,7 +22,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
         .map_err(|e| file_err(&e))?;
     let apply::Destination {
         caps, sink, batch, ..
-    } = apply::open(&args.apply).await?;
+    } = apply::open(&args.apply, std::time::Duration::from_secs(600)).await?;
     let applied = sink.applied();
     let mut tx = sink;
     let mut parser = RdbParser::new(Limits {

@@ -7,6 +7,8 @@
 //! - `source`: the replica link (handshake, RDB transfer, replication stream, ACKs).
 //! - `apply`: the destination writer set up from the command line (the work itself is in the
 //!   `replay` crate).
+//! - `spool`: the buffer (memory, then disk) between the source socket and the planner.
+//! - `state`: the state directory and its checkpoint, for continuing after a restart.
 //! - `sync`, `load`: the two commands.
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,8 @@ mod fatal;
 mod load;
 mod shutdown;
 mod source;
+mod spool;
+mod state;
 mod sync;
 
 use std::io::IsTerminal;

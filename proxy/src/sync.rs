@@ -1,12 +1,16 @@
 //! `replicant sync`: destination first (capabilities, writers), then the replica link, then
 //! snapshot and stream until a signal; on the way out, drain what is in flight within the grace
-//! period and send the source a last ACK of what the destination applied.
+//! period, send the source a last ACK of what the destination applied, and save the checkpoint.
+//! A checkpoint left by an earlier run of the same pair makes the link continue the stream
+//! (PSYNC) instead of copying again.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use replay::cluster::DbMap;
+use replay::cmd::Command;
+use replay::dest::{Op, Sink};
 use replay::rdb::Limits;
 use tokio_util::sync::CancellationToken;
 
@@ -16,13 +20,26 @@ use crate::config::Side;
 use crate::fatal::Fatal;
 use crate::source::acker::{self, AckState};
 use crate::source::handshake::FullResync;
-use crate::source::link::{Link, LinkConfig};
+use crate::source::link::{Link, LinkConfig, Session};
 use crate::source::probe::{probe, SourceInfo};
 use crate::source::stream::StreamState;
 use crate::source::SourceError;
+use crate::spool::SpoolConfig;
+use crate::state::checkpoint::{Checkpoint, Stand};
+use crate::state::position::Position;
+use crate::state::saver::{self, Checkpointer};
+use crate::state::StateDir;
 
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let source = apply::endpoint(&args.source, Side::Source, &args.source_side.flags())?;
+    let target = apply::endpoint(
+        &args.apply.target,
+        Side::Target,
+        &args.apply.target_side.flags(),
+    )?;
+    let state = StateDir::open(&args.state_dir)?;
+    let checkpoint = state.load_for(&source.to_string(), &target.to_string())?;
+    state.remove_old_spool();
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     let info = probe(&source, timeout).await.map_err(Fatal::source)?;
     tracing::info!(source = %source, version = %info.version, role = %info.role, tls = source.tls.is_some(), "source ready");
@@ -31,7 +48,11 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         mut sink,
         batch,
         dbs,
-    } = apply::open(&args.apply).await?;
+    } = apply::open(
+        &args.apply,
+        Duration::from_secs(args.retry_connect.saturating_mul(60)),
+    )
+    .await?;
     let applied = sink.applied();
     if let Some(dbs) = &dbs {
         if let Err(e) = check_source_dbs(&info, dbs) {
@@ -39,32 +60,134 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
             return Err(e);
         }
     }
+    let read_timeout = Duration::from_secs(args.source_timeout.max(1));
     let cfg = LinkConfig {
         endpoint: source.clone(),
         connect_timeout: timeout,
         listening_port: args.listening_port,
-        read_timeout: Duration::from_secs(args.source_timeout.max(1)),
+        read_timeout,
         limits: Limits {
             whole_value_max: args.apply.restore_max_bytes,
             ..Limits::default()
         },
         restore_max: args.apply.restore_max_bytes,
         batch,
+        spool: SpoolConfig {
+            memory: args.spool_memory,
+            disk_max: args.spool_max,
+            dir: state.spool_dir(),
+            read_timeout,
+        },
     };
-    tracing::info!(source = %source, "connecting to the source as a replica");
-    let retry_for = Duration::from_secs(args.retry_connect.saturating_mul(60));
+    let position = Arc::new(Position::new(applied.clone()));
+    let ck = Arc::new(Checkpointer::new(
+        state.checkpoint_path(),
+        source.to_string(),
+        target.to_string(),
+        position.clone(),
+    ));
+    let ack = Arc::new(AckState::default());
+    let mut session = Session {
+        caps,
+        applied: applied.clone(),
+        ack: ack.clone(),
+        stop: stop.clone(),
+        checkpoint: ck.clone(),
+        on_full_resync: args.on_full_resync,
+        recopy: checkpoint.is_some(),
+        full_resyncs: 0,
+        partial_resyncs: 0,
+        links: 0,
+        spool_peak: 0,
+        spool_pauses: 0,
+        route: None,
+    };
     // Where the stream stands, kept across reconnections so that the source can continue it.
     let mut stream: Option<StreamState> = None;
     let mut resume: Option<FullResync> = None;
+    if let Some(Checkpoint {
+        stand: Stand::Streaming { replid, offset, db },
+        ..
+    }) = &checkpoint
+    {
+        position.resume(replid, *offset, *db);
+        resume = Some(FullResync {
+            replid: replid.clone(),
+            offset: *offset,
+        });
+        let mut st = StreamState::new(*offset);
+        if let Some(db) = *db {
+            st.db = db;
+            // A new connection starts in db 0; the stream goes on in the db it had selected.
+            if db != 0 {
+                let select = Command::new(&["SELECT", db.to_string().as_str()]);
+                if let Err(e) = sink.send(vec![Op::Cmd(select)]).await {
+                    sink.abort();
+                    return Err(Fatal::target(e));
+                }
+            }
+        }
+        stream = Some(st);
+    }
+    let saver_stop = CancellationToken::new();
+    let saver = tokio::spawn(saver::run(ck.clone(), saver_stop.clone()));
+    let outcome = follow(&args, cfg, &mut session, sink, resume, stream).await;
+    saver_stop.cancel();
+    let _ = saver.await;
+    // The last word: what the destination applied, after the drain (or the failure).
+    let saved = tokio::task::spawn_blocking({
+        let ck = ck.clone();
+        move || ck.save()
+    })
+    .await;
+    match saved {
+        Ok(Ok(_)) => {
+            tracing::info!(checkpoint = %ck.path().display(), stand = ?position.stand(), "checkpoint saved")
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot save the checkpoint"),
+        Err(e) => tracing::error!(error = %e, "cannot save the checkpoint"),
+    }
+    let route = session.route.clone().unwrap_or_default();
+    tracing::info!(
+        applied_offset = applied.offset(),
+        commands = applied.commands(),
+        key_errors = applied.key_errors(),
+        full_resyncs = session.full_resyncs,
+        partial_resyncs = session.partial_resyncs,
+        spool_disk_peak = session.spool_peak,
+        spool_pauses = session.spool_pauses,
+        split_commands = route.split_commands,
+        split_transactions = route.split_transactions,
+        unsplittable = route.unsplittable,
+        "sync stopped"
+    );
+    outcome
+}
+
+/// Links to the source until stopped, reconnecting after a lost link; then drains the sink.
+async fn follow(
+    args: &SyncArgs,
+    cfg: LinkConfig,
+    session: &mut Session,
+    mut sink: Sink,
+    mut resume: Option<FullResync>,
+    mut stream: Option<StreamState>,
+) -> Result<(), Fatal> {
+    let stop = session.stop.clone();
+    let ack = session.ack.clone();
+    let applied = session.applied.clone();
+    tracing::info!(source = %cfg.endpoint, "connecting to the source as a replica");
+    let retry_for = Duration::from_secs(args.retry_connect.saturating_mul(60));
     let mut outage: Option<Instant> = None;
     let mut attempt = 0u32;
-    let ack = Arc::new(AckState::default());
     let (result, acker, ack_stop) = loop {
+        session.links += 1;
+        ack.streaming.store(false, Ordering::Release);
         let connected = tokio::select! {
-            l = Link::connect(cfg.clone(), resume.as_ref()) => l,
+            l = Link::connect(cfg.clone(), resume.as_ref(), session.links, &ack) => l,
             _ = stop.cancelled() => {
-                sink.finish().await.map_err(Fatal::target)?;
-                return Ok(());
+                session.route = sink.route_stats();
+                return finish(sink, args.grace).await;
             }
         };
         let mut link = match connected {
@@ -76,8 +199,8 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
                     _ = stop.cancelled() => {
-                        sink.finish().await.map_err(Fatal::target)?;
-                        return Ok(());
+                        session.route = sink.route_stats();
+                        return finish(sink, args.grace).await;
                     }
                 }
             }
@@ -88,7 +211,6 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         };
         attempt = 0;
         let replid = link.resync.replid.clone();
-        ack.streaming.store(false, Ordering::Release);
         let ack_stop = CancellationToken::new();
         let acker = link.take_writer().map(|wr| {
             tokio::spawn(acker::run(
@@ -98,45 +220,35 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
                 ack_stop.clone(),
             ))
         });
-        let result = link
-            .run(
-                caps,
-                &mut sink,
-                applied.clone(),
-                ack.clone(),
-                stop.clone(),
-                &mut stream,
-            )
-            .await;
-        match (&result, &stream) {
-            (Err(e), Some(st)) if e.is_link_loss() => {
-                // Everything up to `st.offset` is with the destination: ask for the rest.
+        let result = link.run(session, &mut sink, &mut stream).await;
+        match &result {
+            Err(e) if e.is_link_loss() => {
                 ack_stop.cancel();
                 if let Some(h) = acker {
                     h.abort();
                 }
-                tracing::warn!(error = %e, replid = %replid, offset = st.offset, "lost the source link; reconnecting to continue the stream with PSYNC");
-                resume = Some(FullResync {
-                    replid,
-                    offset: st.offset,
-                });
+                resume = match &stream {
+                    // Everything up to `st.offset` is with the destination: ask for the rest.
+                    Some(st) => {
+                        tracing::warn!(error = %e, replid = %replid, offset = st.offset, "lost the source link; reconnecting to continue the stream with PSYNC");
+                        Some(FullResync {
+                            replid,
+                            offset: st.offset,
+                        })
+                    }
+                    None => {
+                        tracing::warn!(error = %e, "lost the source link during the snapshot; reconnecting to copy it again");
+                        None
+                    }
+                };
                 outage = Some(Instant::now());
             }
             _ => break (result, acker, ack_stop),
         }
     };
-    let route = sink.route_stats();
+    session.route = sink.route_stats();
     let outcome = match result {
-        Ok(()) => {
-            let grace = Duration::from_secs(args.grace);
-            match tokio::time::timeout(grace, sink.finish()).await {
-                Ok(r) => r.map_err(Fatal::target),
-                Err(_) => {
-                    tracing::warn!(grace_secs = args.grace, "grace period over with commands still in flight; they are not acknowledged to the source");
-                    Ok(())
-                }
-            }
-        }
+        Ok(()) => finish(sink, args.grace).await,
         Err(SourceError::WriterGone) => {
             Err(Fatal::target(sink.finish().await.err().map_or(
                 "the destination writer stopped".to_string(),
@@ -164,17 +276,23 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         }
         let _ = h.await;
     }
-    let route = route.unwrap_or_default();
-    tracing::info!(
-        applied_offset = applied.offset(),
-        commands = applied.commands(),
-        key_errors = applied.key_errors(),
-        split_commands = route.split_commands,
-        split_transactions = route.split_transactions,
-        unsplittable = route.unsplittable,
-        "sync stopped"
-    );
     outcome
+}
+
+/// Waits (within the grace period) until the destination has answered what is in flight.
+async fn finish(sink: Sink, grace_secs: u64) -> Result<(), Fatal> {
+    let grace = Duration::from_secs(grace_secs);
+    let r = match tokio::time::timeout(grace, sink.finish()).await {
+        Ok(r) => r.map_err(Fatal::target),
+        Err(_) => {
+            tracing::warn!(
+                grace_secs,
+                "grace period over with commands still in flight; they are not acknowledged to the source nor checkpointed"
+            );
+            Ok(())
+        }
+    };
+    r
 }
 
 /// A cluster destination only has db 0: refuse a source with keys in dbs not mapped to it.

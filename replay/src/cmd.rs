@@ -63,6 +63,33 @@ impl Command {
         self.len() == 0
     }
 
+    /// Whether this is the argument-less command `name` (e.g. MULTI, EXEC; up to 9 letters),
+    /// from the head chunk: a length check first, so most commands cost one comparison.
+    pub fn is_named(&self, name: &[u8]) -> bool {
+        let h = &self.head[..];
+        let n = name.len();
+        if n == 0 || n > 9 || h.len() != n + 10 || !self.body.is_empty() {
+            return false;
+        }
+        h[..5] == *b"*1\r\n$"
+            && h[5] == b'0' + n as u8
+            && h[6..8] == *b"\r\n"
+            && h[8..8 + n].eq_ignore_ascii_case(name)
+            && h[8 + n..] == *b"\r\n"
+    }
+
+    /// The db of a `SELECT <db>` command (a cheap look at the head chunk); `None` for any other.
+    pub fn selected_db(&self) -> Option<u64> {
+        let rest = self.head.strip_prefix(b"*2\r\n$6\r\n")?;
+        if rest.len() < 6 || !rest[..6].eq_ignore_ascii_case(b"select") {
+            return None;
+        }
+        let rest = rest[6..].strip_prefix(b"\r\n$")?;
+        let (_, arg) = rest.split_at(rest.iter().position(|b| *b == b'\n')? + 1);
+        let digits = arg.strip_suffix(b"\r\n")?;
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+
     /// The command name and first argument (usually the key), read back from the head chunk,
     /// for log lines and error messages.
     pub fn describe(&self) -> (String, Option<Bytes>) {
@@ -137,6 +164,14 @@ mod tests {
 
     #[test]
     fn encodes_and_describes() {
+        assert!(Command::new(&["multi"]).is_named(b"MULTI"));
+        assert!(Command::new(&["EXEC"]).is_named(b"EXEC"));
+        assert!(!Command::new(&["EXEC", "x"]).is_named(b"EXEC"));
+        assert!(!Command::new(&["MULTIX"]).is_named(b"MULTI"));
+        assert_eq!(Command::new(&["SELECT", "12"]).selected_db(), Some(12));
+        assert_eq!(Command::new(&["select", "0"]).selected_db(), Some(0));
+        assert_eq!(Command::new(&["SET", "k", "v"]).selected_db(), None);
+        assert_eq!(Command::new(&["SELECT", "x"]).selected_db(), None);
         let c = Command::new(&["SET", "k", "v"]);
         assert_eq!(
             &c.chunks()[0][..],

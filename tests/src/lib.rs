@@ -25,6 +25,8 @@
 //! - [`dataset`]: fills a server with every type and encoding Redis 7.0 has, big keys included.
 //! - [`manifest`]: reads the `*.manifest.txt` files that describe the server-written fixtures.
 //! - [`fixtures`]: where the RDB fixtures live and what their headers say.
+//! - [`relay`]: a TCP relay between replicant and a server that a test can cut (a network
+//!   fault the server did not cause).
 //! - [`tls`]: certificates made for a test (CA, server, client, expired, wrong name).
 //! - [`wait`]: polling with deadlines (no fixed sleeps anywhere) and the timeout scale.
 //! - [`rng`]: a tiny seeded generator, so workloads and random inputs repeat exactly.
@@ -38,6 +40,7 @@ pub mod dataset;
 pub mod display;
 pub mod fixtures;
 pub mod manifest;
+pub mod relay;
 pub mod replicant;
 pub mod rng;
 pub mod server;

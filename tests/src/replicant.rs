@@ -273,6 +273,12 @@ impl SyncProcess {
         self.process.wait_exit(timeout)
     }
 
+    /// Kills the process with SIGKILL (no chance to save anything) and returns its log.
+    pub fn kill(mut self) -> String {
+        self.process.kill();
+        self.log()
+    }
+
     /// Sends SIGTERM, waits for the exit, and asserts it was status 0; panics with the log
     /// tail otherwise (including when it does not exit within the deadline). Returns the
     /// whole log, for the lines written while stopping (see [`log_line`]).
@@ -326,7 +332,10 @@ impl Process {
         let stdout = File::create(dir.path().join("stdout.log")).expect("cannot create stdout.log");
         let stderr = File::create(dir.path().join("stderr.log")).expect("cannot create stderr.log");
         let mut command = Command::new(binary());
+        // The working directory is the run's own, so that the default --state-dir of one test
+        // is never another's.
         command
+            .current_dir(dir.path())
             .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)

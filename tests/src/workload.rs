@@ -47,6 +47,9 @@ pub struct WorkloadConfig {
     pub db0_only: bool,
     /// Add multi-key writes across slots and hash-tagged ones (see the module doc).
     pub cross_slot: bool,
+    /// Only writes that leave the same data when applied twice: SET, HSET, ZADD, DEL,
+    /// PEXPIREAT (and SELECT between db 0 and db 5 unless `db0_only`).
+    pub idempotent: bool,
 }
 
 impl Default for WorkloadConfig {
@@ -57,6 +60,7 @@ impl Default for WorkloadConfig {
             keys_per_type: 50,
             db0_only: false,
             cross_slot: false,
+            idempotent: false,
         }
     }
 }
@@ -194,6 +198,7 @@ fn run(
         db0_only: config.db0_only,
         cross_slot: config.cross_slot,
         cross_slot_ops: 0,
+        idempotent: config.idempotent,
     };
     let rate = f64::from(config.max_ops_per_sec.max(1));
     let started = Instant::now();
@@ -243,11 +248,15 @@ struct State {
     db0_only: bool,
     cross_slot: bool,
     cross_slot_ops: u64,
+    idempotent: bool,
 }
 
 impl State {
     fn step(&mut self, con: &mut Connection) -> Result<(), String> {
         self.steps += 1;
+        if self.idempotent {
+            return self.idempotent_op(con);
+        }
         if !self.db0_only && self.steps % FLUSHDB_EVERY == FLUSHDB_EVERY / 2 {
             self.exec(con, &mut cmd("SELECT", &["5"]))?;
             self.db = 5;
@@ -290,6 +299,38 @@ impl State {
                 self.exec(con, &mut set)
             }
         }
+    }
+
+    /// See [`WorkloadConfig::idempotent`].
+    fn idempotent_op(&mut self, con: &mut Connection) -> Result<(), String> {
+        let mut command = match self.rng.below(100) {
+            0..=3 if !self.db0_only => {
+                let db = if self.db == 0 { 5 } else { 0 };
+                self.exec(con, &mut cmd("SELECT", &[&db.to_string()]))?;
+                self.db = db;
+                return Ok(());
+            }
+            0..=34 => cmd("SET", &[&self.key("s"), &self.value()]),
+            35..=54 => {
+                let field = format!("f{}", self.rng.below(20));
+                cmd("HSET", &[&self.key("h"), &field, &self.value()])
+            }
+            55..=74 => {
+                let score = self.rng.below(1000).to_string();
+                let member = format!("m{}", self.rng.below(40));
+                cmd("ZADD", &[&self.key("z"), &score, &member])
+            }
+            75..=84 => {
+                let prefix = ["s", "h", "z"][self.rng.below(3) as usize];
+                cmd("DEL", &[&self.key(prefix)])
+            }
+            _ => {
+                let prefix = ["s", "h", "z"][self.rng.below(3) as usize];
+                let at = (now_ms() + 3_600_000 + self.rng.below(60_000)).to_string();
+                cmd("PEXPIREAT", &[&self.key(prefix), &at])
+            }
+        };
+        self.exec(con, &mut command)
     }
 
     fn string_op(&mut self, con: &mut Connection) -> Result<(), String> {

@@ -14,6 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::state::position::COPYING;
+
 /// Shared between the link and its acker.
 #[derive(Debug, Default)]
 pub struct AckState {
@@ -39,7 +41,14 @@ pub async fn run(
             _ = stop.cancelled() => true,
         };
         if state.streaming.load(Ordering::Acquire) {
-            let off = applied.offset().to_string();
+            // While the snapshot is still being applied nothing of this stream is: say 0. The
+            // first ACK after the snapshot is what puts the replica online at the source (a
+            // diskless transfer), so it must not wait for the destination.
+            let offset = match applied.offset() {
+                COPYING => 0,
+                o => o,
+            };
+            let off = offset.to_string();
             let ack = Command::new(&["REPLCONF", "ACK", off.as_str()]);
             for c in ack.chunks() {
                 wr.write_all(c).await?;

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use replay::cmd::Command;
 use replay::dest::{Applied, Op, Sink, SinkError};
-use replay::net::{Endpoint, ReadHalf, WriteHalf};
-use replay::plan::{BatchLimits, Caps, RdbPlanner};
+use replay::net::{Endpoint, WriteHalf};
+use replay::plan::{BatchLimits, Caps, PlanStats, RdbPlanner};
 use replay::rdb::{Limits, RdbParser};
 use replay::resp::scan::CommandScanner;
 use replay::resp::Conn;
-use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::acker::AckState;
@@ -22,6 +22,9 @@ use super::handshake::{handshake, FullResync, Psync};
 use super::stream::StreamState;
 use super::transfer::{parse_header, Transfer};
 use super::SourceError;
+use crate::cli::OnFullResync;
+use crate::spool::{SnapshotEnd, Spool, SpoolConfig, SpoolEnd};
+use crate::state::saver::Checkpointer;
 
 /// Ops handed to the writer in one batch at most...
 const BATCH_OPS: usize = 512;
@@ -41,12 +44,36 @@ pub struct LinkConfig {
     pub limits: Limits,
     pub restore_max: usize,
     pub batch: BatchLimits,
+    /// The spool between the socket and the planner (`read_timeout` is taken from above).
+    pub spool: SpoolConfig,
+}
+
+/// What a link needs from the run it belongs to, kept across links.
+#[derive(Debug)]
+pub struct Session {
+    pub caps: Caps,
+    pub applied: Applied,
+    pub ack: Arc<AckState>,
+    pub stop: CancellationToken,
+    pub checkpoint: Arc<Checkpointer>,
+    pub on_full_resync: OnFullResync,
+    /// The destination holds keys this run or an earlier one copied: a new copy replaces them.
+    pub recopy: bool,
+    pub full_resyncs: u64,
+    pub partial_resyncs: u64,
+    /// Links made so far (names the spool's files).
+    pub links: u64,
+    /// The most bytes the spool held on disk, and how often reading paused at its cap.
+    pub spool_peak: u64,
+    pub spool_pauses: u64,
+    /// What the router did (cluster destinations), once the run is over.
+    pub route: Option<replay::cluster::RouteStats>,
 }
 
 /// A link past the handshake: at the start of the RDB, or (continuing) of the stream.
 #[derive(Debug)]
 pub struct Link {
-    rd: ReadHalf,
+    spool: Spool,
     wr: Option<WriteHalf>,
     buf: BytesMut,
     /// The replication id and the offset the stream starts from.
@@ -54,6 +81,8 @@ pub struct Link {
     /// How the snapshot comes; `None` when the source continues the stream (no snapshot).
     pub transfer: Option<Transfer>,
     cfg: LinkConfig,
+    /// `--on-full-resync keep` on a re-copy: the destination's keys before it.
+    kept: Option<u64>,
 }
 
 impl Link {
@@ -62,6 +91,8 @@ impl Link {
     pub async fn connect(
         cfg: LinkConfig,
         resume: Option<&FullResync>,
+        seq: u64,
+        ack: &Arc<AckState>,
     ) -> Result<Link, SourceError> {
         let stream = replay::net::connect(&cfg.endpoint, cfg.connect_timeout).await?;
         let mut conn = Conn::new(stream);
@@ -82,12 +113,13 @@ impl Link {
                 let (stream, buf) = conn.into_parts();
                 let (rd, wr) = stream.into_split();
                 return Ok(Link {
-                    rd,
+                    spool: Spool::start(rd, spool_config(&cfg), &format!("link{seq}"), None),
                     wr: Some(wr),
                     buf,
                     resync,
                     transfer: None,
                     cfg,
+                    kept: None,
                 });
             }
             (Psync::Continue { .. }, None) => {
@@ -114,13 +146,36 @@ impl Link {
         };
         let (stream, buf) = conn.into_parts();
         let (rd, wr) = stream.into_split();
+        // The source streams only after a first ACK once the snapshot has arrived: the acker
+        // must not wait until the planner has read it.
+        let end = match transfer {
+            Transfer::Sized(len) => SnapshotEnd::After(len.saturating_sub(buf.len() as u64)),
+            Transfer::Diskless(mark) => SnapshotEnd::Mark(mark),
+        };
+        let arrived = ack.clone();
+        let on_end: crate::spool::OnSnapshotEnd = Box::new(move || {
+            arrived.streaming.store(true, Ordering::Release);
+            arrived.now.notify_one();
+        });
+        let already = match &end {
+            SnapshotEnd::After(0) => true,
+            SnapshotEnd::Mark(m) => buf.ends_with(m),
+            SnapshotEnd::After(_) => false,
+        };
+        let watch = if already {
+            on_end();
+            None
+        } else {
+            Some((end, on_end))
+        };
         Ok(Link {
-            rd,
+            spool: Spool::start(rd, spool_config(&cfg), &format!("link{seq}"), watch),
             wr: Some(wr),
             buf,
             resync,
             transfer: Some(transfer),
             cfg,
+            kept: None,
         })
     }
 
@@ -135,29 +190,54 @@ impl Link {
     /// an open MULTI).
     pub async fn run(
         mut self,
-        caps: Caps,
+        run: &mut Session,
         tx: &mut Sink,
-        applied: Applied,
-        ack: Arc<AckState>,
-        stop: CancellationToken,
         stream: &mut Option<StreamState>,
     ) -> Result<(), SourceError> {
+        let result = self.follow(run, tx, stream).await;
+        let spooled = self.spool.stats();
+        run.spool_peak = run.spool_peak.max(spooled.disk_peak);
+        run.spool_pauses += spooled.pauses;
+        result
+    }
+
+    async fn follow(
+        &mut self,
+        run: &mut Session,
+        tx: &mut Sink,
+        stream: &mut Option<StreamState>,
+    ) -> Result<(), SourceError> {
+        let stop = run.stop.clone();
         let mut ops = Vec::with_capacity(BATCH_OPS);
         if let Some(transfer) = self.transfer.clone() {
             *stream = None;
-            if !self.snapshot(caps, transfer, tx, &mut ops, &stop).await? {
+            run.full_resyncs += 1;
+            if !self.begin_copy(run, tx, &mut ops).await? {
                 return Ok(());
             }
+            let Some(stats) = self
+                .snapshot(run.caps, transfer, tx, &mut ops, &stop)
+                .await?
+            else {
+                return Ok(());
+            };
+            run.checkpoint.position.set_replid(&self.resync.replid);
             ops.push(Op::Mark(self.resync.offset));
             send(tx, &mut ops, &stop).await?;
             tracing::info!(
                 offset = self.resync.offset,
-                applied = applied.offset(),
+                applied = run.applied.offset(),
                 "snapshot read; following the replication stream"
             );
+            if let Some(before) = self.kept {
+                report_kept(tx, before, &stats, &stop).await?;
+            }
+        } else {
+            run.partial_resyncs += 1;
+            run.checkpoint.position.set_replid(&self.resync.replid);
         }
-        ack.streaming.store(true, Ordering::Release);
-        ack.now.notify_one();
+        run.ack.streaming.store(true, Ordering::Release);
+        run.ack.now.notify_one();
 
         let st = stream.get_or_insert_with(|| StreamState::new(self.resync.offset));
         let mut scanner = CommandScanner::default();
@@ -172,8 +252,11 @@ impl Link {
                         let getack = st.on_frame(&frame, raw, &mut ops).map_err(|e| {
                             SourceError::Protocol(format!("replication stream at offset {at}: {e}"))
                         })?;
+                        if let Some(db) = st.selected.take() {
+                            run.checkpoint.position.selected(st.offset, db);
+                        }
                         if getack {
-                            ack.now.notify_one();
+                            run.ack.now.notify_one();
                         }
                         batch_bytes += n;
                         if ops.len() >= BATCH_OPS || batch_bytes >= BATCH_BYTES {
@@ -198,7 +281,47 @@ impl Link {
         }
     }
 
-    /// Reads and applies the RDB. `Ok(false)` when stopped before it ended.
+    /// Before a snapshot: everything earlier applied, the checkpoint saying "copying" (so that
+    /// a restart copies again), and — when the destination already holds an earlier copy —
+    /// the `--on-full-resync` policy. `Ok(false)` when stopped.
+    async fn begin_copy(
+        &mut self,
+        run: &mut Session,
+        tx: &mut Sink,
+        ops: &mut Vec<Op>,
+    ) -> Result<bool, SourceError> {
+        tokio::select! {
+            r = tx.drain() => r.map_err(sink_error)?,
+            _ = run.stop.cancelled() => return Ok(false),
+        }
+        tx.forget_offsets();
+        run.checkpoint.position.begin_copy();
+        let ck = run.checkpoint.clone();
+        tokio::task::spawn_blocking(move || ck.save())
+            .await
+            .map_err(|e| SourceError::State(e.to_string()))?
+            .map_err(|e| SourceError::State(e.to_string()))?;
+        if !std::mem::replace(&mut run.recopy, true) {
+            return Ok(true);
+        }
+        match run.on_full_resync {
+            OnFullResync::Flush => {
+                tracing::warn!("copying the snapshot again: emptying the destination first (FLUSHALL, --on-full-resync flush)");
+                ops.push(Op::Cmd(Command::new(&["FLUSHALL"])));
+            }
+            OnFullResync::Keep => {
+                let before = crate::apply::key_count(&tx.nodes(), self.cfg.connect_timeout)
+                    .await
+                    .map_err(SourceError::Dest)?;
+                tracing::warn!(keys = before, "copying the snapshot again over the destination's keys (--on-full-resync keep)");
+                self.kept = Some(before);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads and applies the RDB; what the planner did. `Ok(None)` when stopped before it
+    /// ended.
     async fn snapshot(
         &mut self,
         caps: Caps,
@@ -206,7 +329,7 @@ impl Link {
         tx: &mut Sink,
         ops: &mut Vec<Op>,
         stop: &CancellationToken,
-    ) -> Result<bool, SourceError> {
+    ) -> Result<Option<PlanStats>, SourceError> {
         let mut parser = RdbParser::new(self.cfg.limits);
         let mut planner = RdbPlanner::new(caps, self.cfg.restore_max, self.cfg.batch);
         let mut cmds = Vec::new();
@@ -239,10 +362,10 @@ impl Link {
             batch_bytes = 0;
             match self.read_more(tx, stop).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(false),
-                Err(SourceError::Conn(replay::resp::ConnError::Closed)) => {
+                Ok(false) => return Ok(None),
+                Err(SourceError::Spool(SpoolEnd::Closed)) => {
                     return Err(parser.finish(&self.buf).err().map_or(
-                        SourceError::Conn(replay::resp::ConnError::Closed),
+                        SourceError::Spool(SpoolEnd::Closed),
                         |e| {
                             SourceError::Protocol(format!(
                                 "the source closed the link during the snapshot: {e}"
@@ -264,7 +387,7 @@ impl Link {
             Transfer::Diskless(mark) => {
                 while self.buf.len() < mark.len() {
                     if !self.read_more(tx, stop).await? {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
                 if self.buf[..mark.len()] != mark {
@@ -286,10 +409,10 @@ impl Link {
             functions = s.functions,
             "snapshot planned"
         );
-        Ok(true)
+        Ok(Some(planner.stats.clone()))
     }
 
-    /// Reads more bytes from the source. `Ok(false)` when stopped.
+    /// Reads more bytes from the source (through the spool). `Ok(false)` when stopped.
     async fn read_more(
         &mut self,
         tx: &mut Sink,
@@ -298,14 +421,11 @@ impl Link {
         if self.buf.capacity() - self.buf.len() < 32 * 1024 {
             self.buf.reserve(256 * 1024);
         }
-        let timeout = self.cfg.read_timeout;
         loop {
             let attention = tokio::select! {
                 _ = stop.cancelled() => return Ok(false),
                 _ = tx.attention() => true,
-                r = tokio::time::timeout(timeout, self.rd.read_buf(&mut self.buf)) => {
-                    return Self::read_outcome(r, timeout);
-                }
+                r = self.spool.read_into(&mut self.buf) => return r.map(|_| true).map_err(SourceError::Spool),
             };
             if attention {
                 // The destination needs tending (a writer stopped, or commands came back).
@@ -313,21 +433,44 @@ impl Link {
             }
         }
     }
+}
 
-    fn read_outcome(
-        r: Result<std::io::Result<usize>, tokio::time::error::Elapsed>,
-        timeout: Duration,
-    ) -> Result<bool, SourceError> {
-        {
-            match r {
-                Err(_) => Err(SourceError::Silent(timeout.as_secs())),
-                Ok(r) => match r? {
-                    0 => Err(SourceError::Conn(replay::resp::ConnError::Closed)),
-                    _ => Ok(true),
-                },
-            }
-        }
+fn spool_config(cfg: &LinkConfig) -> SpoolConfig {
+    SpoolConfig {
+        read_timeout: cfg.read_timeout,
+        ..cfg.spool.clone()
     }
+}
+
+/// `--on-full-resync keep`: once the copy is applied, how many of the destination's keys the
+/// new snapshot did not have (they are kept; expired ones may be among them).
+async fn report_kept(
+    tx: &mut Sink,
+    before: u64,
+    stats: &PlanStats,
+    stop: &CancellationToken,
+) -> Result<(), SourceError> {
+    tokio::select! {
+        r = tx.drain() => r.map_err(sink_error)?,
+        _ = stop.cancelled() => return Ok(()),
+    }
+    let after = crate::apply::key_count(&tx.nodes(), Duration::from_secs(10))
+        .await
+        .map_err(SourceError::Dest)?;
+    let copied = stats.keys_restored + stats.keys_rewritten;
+    let stale = after.saturating_sub(copied);
+    if stale > 0 {
+        tracing::warn!(
+            kept = stale,
+            keys_before = before,
+            keys_after = after,
+            copied,
+            "the destination keeps keys the source's new snapshot does not have (--on-full-resync keep); they may have been deleted on the source while the link was down"
+        );
+    } else {
+        tracing::info!(copied, keys = after, "the new copy left no keys behind");
+    }
+    Ok(())
 }
 
 /// Hands the batch to the writer, waiting while its queue is full (backpressure).

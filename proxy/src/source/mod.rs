@@ -38,6 +38,13 @@ pub enum SourceError {
     /// The destination failed while being tended (cluster recovery gave up).
     #[error("{0}")]
     Dest(#[from] replay::dest::DestError),
+    /// The spool between the socket and the planner ended: the link was lost (closed, reset,
+    /// silent) or a spool file failed.
+    #[error("{0}")]
+    Spool(crate::spool::SpoolEnd),
+    /// The state directory could not be written.
+    #[error("{0}")]
+    State(String),
     /// The destination writer stopped; its own error says why.
     #[error("the destination writer stopped")]
     WriterGone,
@@ -52,6 +59,11 @@ impl SourceError {
                 | SourceError::Silent(_)
                 | SourceError::Conn(replay::resp::ConnError::Closed)
                 | SourceError::Conn(replay::resp::ConnError::Io(_))
+                | SourceError::Spool(
+                    crate::spool::SpoolEnd::Closed
+                        | crate::spool::SpoolEnd::Io(_)
+                        | crate::spool::SpoolEnd::Silent(_)
+                )
         ) || matches!(self, SourceError::Connect(e) if e.is_transient())
     }
 }

@@ -58,6 +58,8 @@ pub struct StreamState {
     pub db: u64,
     /// Frames read (for status).
     pub frames: u64,
+    /// The db of the last SELECT read, until taken (it takes effect at `offset`).
+    pub selected: Option<u64>,
 }
 
 impl StreamState {
@@ -67,6 +69,7 @@ impl StreamState {
             in_tx: false,
             db: 0,
             frames: 0,
+            selected: None,
         }
     }
 
@@ -102,11 +105,13 @@ impl StreamState {
             Kind::Select(_) | Kind::Forward if self.in_tx => {
                 if let Kind::Select(db) = kind {
                     self.db = db;
+                    self.selected = Some(db);
                 }
                 out.push(Op::Cmd(Command::raw(raw)));
             }
             Kind::Select(db) => {
                 self.db = db;
+                self.selected = Some(db);
                 out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset)));
             }
             Kind::Forward => out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset))),

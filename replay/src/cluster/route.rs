@@ -104,6 +104,12 @@ impl Router {
         self.last
     }
 
+    /// Forgets the offsets routed so far (a new stream starts).
+    pub fn forget_offsets(&mut self) {
+        self.offset = None;
+        self.last = None;
+    }
+
     /// Routes a batch: `out[i]` receives what master `i` must do.
     pub fn route(&mut self, ops: Vec<Op>, out: &mut [Vec<Op>]) -> Result<(), RouteError> {
         for op in ops {

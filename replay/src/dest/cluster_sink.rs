@@ -33,7 +33,7 @@ impl Applied {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    fn set(&self, list: Vec<Arc<Progress>>) {
+    pub(crate) fn set(&self, list: Vec<Arc<Progress>>) {
         match self.0.write() {
             Ok(mut l) => *l = list,
             Err(p) => *p.into_inner() = list,
@@ -43,6 +43,13 @@ impl Applied {
     /// The source offset the whole destination has applied: the smallest of its writers'.
     pub fn offset(&self) -> u64 {
         self.read().iter().map(|p| p.applied()).min().unwrap_or(0)
+    }
+
+    /// Sets every writer's applied offset (nothing may be in flight).
+    pub fn reset(&self, offset: u64) {
+        for p in self.read() {
+            p.applied_offset.store(offset, Ordering::Release);
+        }
     }
 
     pub fn commands(&self) -> u64 {
@@ -59,9 +66,6 @@ impl Applied {
             .sum()
     }
 }
-
-/// How long the cluster may stay unusable before the run stops.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -167,15 +171,42 @@ impl ClusterSink {
         }
     }
 
+    /// Waits until every command handed over so far is answered (recovering as needed).
+    pub async fn drain(&mut self) -> Result<(), DestError> {
+        loop {
+            if self.needs_recovery() {
+                self.recover().await?;
+            }
+            self.wait_idle(Instant::now() + self.template.retry_errors)
+                .await?;
+            if !self.needs_recovery() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Forgets the source offsets routed so far (a new stream starts).
+    pub fn forget_offsets(&mut self) {
+        self.router.forget_offsets();
+    }
+
+    /// The masters, with the seed's credentials.
+    pub fn nodes(&self) -> Vec<Endpoint> {
+        self.writers
+            .iter()
+            .map(|(a, _)| self.seed.with_addr(&a.host, a.port))
+            .collect()
+    }
+
     /// Sends again what came back, until nothing does; then unfreezes the applied offsets.
     pub async fn recover(&mut self) -> Result<(), DestError> {
-        let deadline = Instant::now() + GIVE_UP_AFTER;
+        let deadline = Instant::now() + self.template.retry_errors;
         let mut round = 0u32;
         let mut dead = false;
         loop {
             self.wait_idle(deadline).await?;
             let mut items = std::mem::take(&mut self.carry);
-            items.extend(self.recovery.take());
+            items.extend(self.recovery.take().into_iter().map(|h| (h.cmd, h.why)));
             for r in self.refused.iter_mut() {
                 items.extend(r.drain(..).map(|c| (c, Returned::Lost)));
             }
@@ -203,8 +234,8 @@ impl ClusterSink {
             self.recoveries += 1;
             if Instant::now() > deadline {
                 return Err(DestError::Unsupported(format!(
-                    "gave up after {} s: the destination cluster kept redirecting or refusing {} commands",
-                    GIVE_UP_AFTER.as_secs(),
+                    "gave up after {} s (--retry-errors): the destination cluster kept redirecting or refusing {} commands",
+                    self.template.retry_errors.as_secs(),
                     items.len()
                 )));
             }
@@ -228,6 +259,12 @@ impl ClusterSink {
             }
             dead = false;
             let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
+            // A transaction handed back may still be open on one of the connections.
+            if self.recovery.take_discard() {
+                for o in out.iter_mut() {
+                    o.push(Op::Cmd(Command::new(&["DISCARD"])));
+                }
+            }
             for (cmd, why) in items {
                 match why {
                     Returned::Ask { addr } => match self.node_index(&addr) {

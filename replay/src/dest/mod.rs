@@ -6,7 +6,9 @@ pub mod cluster_sink;
 pub mod queue;
 pub mod recovery;
 pub mod reply;
+pub mod single_sink;
 pub mod sink;
+pub mod tx_track;
 pub mod writer;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 pub use cluster_sink::{Applied, ClusterSink};
 pub use queue::{Closed, OpSender};
+pub use single_sink::SingleSink;
 pub use sink::{Sink, SinkError};
 pub use writer::{Op, Writer, WriterConfig};
 
@@ -52,8 +55,10 @@ pub struct Progress {
     pub commands: AtomicU64,
     pub bytes: AtomicU64,
     pub key_errors: AtomicU64,
-    /// Commands handed to the writer by a cluster sink and not yet answered or handed back.
+    /// Commands handed to the writer and not yet answered (or handed back).
     pub outstanding: AtomicI64,
+    /// The db selected by every command answered or handed back so far (in the order sent).
+    pub db: AtomicU64,
 }
 
 impl Progress {

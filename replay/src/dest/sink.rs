@@ -1,13 +1,15 @@
-//! Where the planner's and the stream's commands go: one writer (a standalone destination), or
-//! the cluster sink (a router in front of one writer per master, see [`super::cluster_sink`]).
+//! Where the planner's and the stream's commands go: one writer (a standalone destination, see
+//! [`super::single_sink`]), or the cluster sink (a router in front of one writer per master, see
+//! [`super::cluster_sink`]).
 //! Either way the sink is bounded and reports the offset the whole destination has applied.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::cluster_sink::{Applied, ClusterSink};
-use super::{Closed, DestError, Op, OpSender, Writer};
+use super::single_sink::SingleSink;
+use super::{Closed, DestError, Op};
 use crate::cluster::{RouteError, RouteStats};
+use crate::net::Endpoint;
 
 /// Why a batch could not be handed over.
 #[derive(Debug, thiserror::Error)]
@@ -23,23 +25,43 @@ pub enum SinkError {
 /// The feeding end of the destination.
 #[derive(Debug)]
 pub enum Sink {
-    Single { tx: OpSender, writer: Writer },
+    Single(Box<SingleSink>),
     Cluster(Box<ClusterSink>),
 }
 
 impl Sink {
-    pub fn single(writer: Writer) -> Sink {
-        Sink::Single {
-            tx: writer.sender(),
-            writer,
-        }
+    pub fn single(sink: SingleSink) -> Sink {
+        Sink::Single(Box::new(sink))
     }
 
     /// Hands a batch over, waiting while the destination's queues are full.
     pub async fn send(&mut self, ops: Vec<Op>) -> Result<(), SinkError> {
         match self {
-            Sink::Single { tx, .. } => Ok(tx.send(ops).await?),
+            Sink::Single(s) => s.send(ops).await,
             Sink::Cluster(c) => c.send(ops).await,
+        }
+    }
+
+    /// Waits until the destination has answered every command handed over so far.
+    pub async fn drain(&mut self) -> Result<(), SinkError> {
+        match self {
+            Sink::Single(s) => s.drain().await,
+            Sink::Cluster(c) => Ok(c.drain().await?),
+        }
+    }
+
+    /// Forgets the source offsets seen so far: a new stream starts (after [`Sink::drain`]).
+    pub fn forget_offsets(&mut self) {
+        if let Sink::Cluster(c) = self {
+            c.forget_offsets();
+        }
+    }
+
+    /// The servers written to (every master of a cluster).
+    pub fn nodes(&self) -> Vec<Endpoint> {
+        match self {
+            Sink::Single(s) => vec![s.endpoint().clone()],
+            Sink::Cluster(c) => c.nodes(),
         }
     }
 
@@ -47,7 +69,7 @@ impl Sink {
     /// came back to be sent again.
     pub async fn attention(&self) {
         match self {
-            Sink::Single { tx, .. } => tx.closed().await,
+            Sink::Single(s) => s.attention().await,
             Sink::Cluster(c) => {
                 while !c.needs_recovery() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -56,18 +78,17 @@ impl Sink {
         }
     }
 
-    /// Does what [`Sink::attention`] asked for. For a single writer that stopped, there is
-    /// nothing to do but report it.
+    /// Does what [`Sink::attention`] asked for.
     pub async fn service(&mut self) -> Result<(), SinkError> {
         match self {
-            Sink::Single { .. } => Err(SinkError::Closed(Closed)),
+            Sink::Single(s) => Ok(s.recover().await?),
             Sink::Cluster(c) => Ok(c.recover().await?),
         }
     }
 
     pub fn applied(&self) -> Applied {
         match self {
-            Sink::Single { writer, .. } => Applied::new(vec![Arc::clone(writer.progress())]),
+            Sink::Single(s) => s.applied(),
             Sink::Cluster(c) => c.applied(),
         }
     }
@@ -75,7 +96,7 @@ impl Sink {
     /// What the router did (cluster destinations).
     pub fn route_stats(&self) -> Option<RouteStats> {
         match self {
-            Sink::Single { .. } => None,
+            Sink::Single(_) => None,
             Sink::Cluster(c) => Some(c.stats().clone()),
         }
     }
@@ -83,17 +104,14 @@ impl Sink {
     /// Closes the input, waits until the destination has answered everything.
     pub async fn finish(self) -> Result<(), DestError> {
         match self {
-            Sink::Single { tx, writer } => {
-                drop(tx);
-                writer.finish().await
-            }
+            Sink::Single(s) => s.finish().await,
             Sink::Cluster(c) => c.finish().await,
         }
     }
 
     pub fn abort(&self) {
         match self {
-            Sink::Single { writer, .. } => writer.abort(),
+            Sink::Single(s) => s.abort(),
             Sink::Cluster(c) => c.abort(),
         }
     }

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::queue::{queue, OpReceiver, OpSender};
 use super::recovery::{returned_kind, Recovery, Returned};
 use super::reply::{classify_error, Action};
+use super::tx_track::{Outcome, Seen, Transactions};
 use super::{DestError, Progress};
 use crate::cmd::Command;
 use crate::display::printable;
@@ -46,9 +47,17 @@ pub struct WriterConfig {
     pub queue_batches: usize,
     /// Bytes queued on the input channel at most (on top of the window).
     pub queue_bytes: usize,
-    /// Cluster destinations: where commands that must go elsewhere are handed back (instead
-    /// of stopping the run).
+    /// Where commands that must be sent again (elsewhere, or later) are handed back instead of
+    /// stopping the run.
     pub recovery: Option<Arc<Recovery>>,
+    /// How long a sink keeps sending again what the destination refuses for a while
+    /// (LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, redirections).
+    pub retry_errors: Duration,
+    /// How long a sink keeps reconnecting to a destination it lost.
+    pub retry_connect: Duration,
+    /// Once a command is handed back, hand back everything after it unsent until the sink
+    /// has sent it again (keeps the order of writes through a refusal).
+    pub hold_on_refusal: bool,
 }
 
 impl WriterConfig {
@@ -61,6 +70,9 @@ impl WriterConfig {
             queue_batches: 64,
             queue_bytes: 8 << 20,
             recovery: None,
+            retry_errors: Duration::from_secs(600),
+            retry_connect: Duration::from_secs(600),
+            hold_on_refusal: false,
         }
     }
 }
@@ -75,6 +87,7 @@ const LOGGED_KEY_ERRORS: u64 = 100;
 /// A running writer: feed it through [`Writer::sender`], end it with [`Writer::finish`].
 #[derive(Debug)]
 pub struct Writer {
+    endpoint: Endpoint,
     tx: Option<OpSender>,
     progress: Arc<Progress>,
     send: JoinHandle<Result<(), DestError>>,
@@ -105,12 +118,14 @@ impl Writer {
             max_cmds,
             max_bytes,
         };
+        let hold = cfg.recovery.clone().filter(|_| cfg.hold_on_refusal);
         let send = tokio::spawn(send_loop(
             wr,
             rx,
             ptx,
             window.clone(),
             cfg.recovery.is_some(),
+            hold,
         ));
         let recv = tokio::spawn(recv_loop(
             rd,
@@ -121,6 +136,7 @@ impl Writer {
             cfg.recovery,
         ));
         Ok(Writer {
+            endpoint: cfg.endpoint,
             tx: Some(tx),
             progress,
             send,
@@ -135,6 +151,11 @@ impl Writer {
             rx.close();
             tx
         })
+    }
+
+    /// The server this writer writes to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     pub fn progress(&self) -> &Arc<Progress> {
@@ -181,9 +202,10 @@ async fn send_loop(
     ptx: mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
     hand_back: bool,
+    hold: Option<Arc<Recovery>>,
 ) -> Result<(), DestError> {
     let mut unsent = Vec::new();
-    let result = send_batches(wr, &mut rx, &ptx, window, &mut unsent).await;
+    let result = send_batches(wr, &mut rx, &ptx, window, &mut unsent, hold.as_deref()).await;
     // Whatever ended the loop, feeders must not wait for room any more.
     rx.close();
     if hand_back {
@@ -273,6 +295,7 @@ async fn send_batches(
     ptx: &mpsc::UnboundedSender<Vec<Pend>>,
     window: Window,
     unsent: &mut Vec<Op>,
+    hold: Option<&Recovery>,
 ) -> Result<(), DestError> {
     let mut out = BytesMut::with_capacity(256 * 1024);
     // Nothing written since the last flush: a TLS session may hold bytes until flushed, and
@@ -296,6 +319,27 @@ async fn send_batches(
             flush(&mut wr, &mut out).await?;
             return Ok(());
         };
+        if hold.is_some_and(Recovery::frozen) {
+            // Commands were refused: nothing more goes out until the sink has sent them again,
+            // so that what follows them is not applied before them.
+            flush(&mut wr, &mut out).await?;
+            let pend: Vec<Pend> = batch
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::Cmd(cmd) => Some(Pend {
+                        offset: cmd.offset,
+                        cmd: Some(cmd),
+                        cost: 0,
+                        unsent: true,
+                    }),
+                    Op::Mark(_) => None,
+                })
+                .collect();
+            if ptx.send(pend).is_err() {
+                return Ok(());
+            }
+            continue;
+        }
         let mut ops = batch.into_iter().peekable();
         while ops.peek().is_some() {
             let result = send_group(&mut wr, &mut out, &mut ops, ptx, &window).await;
@@ -411,10 +455,14 @@ async fn recv_loop(
 ) -> Result<(), DestError> {
     let mut rest = Vec::new();
     let rec = recovery.as_deref();
-    let result = recv_replies(
-        &mut rd, &mut buf, &mut prx, &window, &progress, rec, &mut rest,
-    )
-    .await;
+    let mut txs = Transactions::default();
+    let mut ctx = Replies {
+        window: &window,
+        progress: &progress,
+        recovery: rec,
+        txs: &mut txs,
+    };
+    let result = recv_replies(&mut rd, &mut buf, &mut prx, &mut ctx, &mut rest).await;
     // Wake a send task waiting for the window: nothing will free it any more.
     window.close();
     let (Err(e), Some(rec)) = (&result, rec) else {
@@ -425,11 +473,13 @@ async fn recv_loop(
     }
     // A cluster node went away: everything it did not answer goes back, in order, to be sent
     // again once the topology is known (at least once: some of it may have been applied).
-    tracing::warn!(error = %e, "lost the connection to a destination cluster node; its unanswered commands will be sent again");
+    tracing::warn!(error = %e, "lost the connection to the destination; its unanswered commands will be sent again");
+    txs.on_lost(rec);
     let mut back = |p: Pend| {
         if let Some(cmd) = p.cmd {
             progress.outstanding.fetch_sub(1, Ordering::AcqRel);
-            rec.hand_back(cmd, Returned::Lost);
+            let db = intended_db(&progress, &cmd);
+            rec.hand_back(cmd, Returned::Lost, db);
         }
     };
     rest.into_iter().for_each(&mut back);
@@ -443,9 +493,7 @@ async fn recv_replies(
     rd: &mut ReadHalf,
     buf: &mut BytesMut,
     prx: &mut mpsc::UnboundedReceiver<Vec<Pend>>,
-    window: &Window,
-    progress: &Progress,
-    recovery: Option<&Recovery>,
+    ctx: &mut Replies<'_>,
     rest: &mut Vec<Pend>,
 ) -> Result<(), DestError> {
     // Room to give back to the window, released in bulk (always before waiting for bytes).
@@ -453,16 +501,35 @@ async fn recv_replies(
     while let Some(group) = prx.recv().await {
         let mut it = group.into_iter();
         while let Some(p) = it.next() {
-            if let Err(e) = recv_one(rd, buf, &p, window, progress, recovery, &mut free).await {
+            let r = recv_one(rd, buf, &p, ctx, &mut free).await;
+            if let Err(e) = r {
                 rest.push(p);
                 rest.extend(it);
                 return Err(e);
             }
         }
-        window.release(free.0, free.1);
+        ctx.window.release(free.0, free.1);
         free = (0, 0);
     }
     Ok(())
+}
+
+/// What the receive task works with besides the connection.
+struct Replies<'a> {
+    window: &'a Window,
+    progress: &'a Progress,
+    recovery: Option<&'a Recovery>,
+    txs: &'a mut Transactions,
+}
+
+/// The db `cmd` was meant for (the db selected by everything before it in the order sent);
+/// a SELECT moves it on, whatever its reply.
+fn intended_db(progress: &Progress, cmd: &Command) -> u64 {
+    let before = progress.db.load(Ordering::Acquire);
+    if let Some(db) = cmd.selected_db() {
+        progress.db.store(db, Ordering::Release);
+    }
+    before
 }
 
 /// Publishes an applied offset, unless commands handed back are waiting to be sent again.
@@ -478,11 +545,11 @@ async fn recv_one(
     rd: &mut ReadHalf,
     buf: &mut BytesMut,
     p: &Pend,
-    window: &Window,
-    progress: &Progress,
-    recovery: Option<&Recovery>,
+    ctx: &mut Replies<'_>,
     free: &mut (usize, usize),
 ) -> Result<(), DestError> {
+    let (window, progress, recovery) = (ctx.window, ctx.progress, ctx.recovery);
+    let txs = &mut *ctx.txs;
     let Some(cmd) = &p.cmd else {
         publish(progress, recovery, p.offset);
         return Ok(());
@@ -491,7 +558,15 @@ async fn recv_one(
         // Handed back by the send task: never written, no reply to wait for.
         if let Some(rec) = recovery {
             progress.outstanding.fetch_sub(1, Ordering::AcqRel);
-            rec.hand_back(cmd.clone(), Returned::Lost);
+            let db = intended_db(progress, cmd);
+            let o = Outcome {
+                unsent: true,
+                refused: false,
+                error: false,
+            };
+            if txs.on_command(rec, cmd, db, o) == Seen::Normal {
+                rec.hand_back(cmd.clone(), Returned::Lost, db);
+            }
         }
         return Ok(());
     }
@@ -525,9 +600,21 @@ async fn recv_one(
         .as_ref()
         .map(|r| String::from_utf8_lossy(&buf[r.clone()]).into_owned());
     let _ = buf.split_to(reply.len);
-    if let (Some(rec), Some(kind)) = (recovery, error.as_deref().and_then(returned_kind)) {
-        rec.hand_back(cmd.clone(), kind);
-        return Ok(());
+    let db = intended_db(progress, cmd);
+    if let Some(rec) = recovery {
+        let kind = error.as_deref().and_then(returned_kind);
+        let o = Outcome {
+            unsent: false,
+            refused: kind.is_some(),
+            error: error.is_some(),
+        };
+        if txs.on_command(rec, cmd, db, o) == Seen::HandedBack {
+            return Ok(());
+        }
+        if let Some(kind) = kind {
+            rec.hand_back(cmd.clone(), kind, db);
+            return Ok(());
+        }
     }
     let action = error.as_deref().map_or(Action::Ok, classify_error);
     match (action, error) {
