@@ -11,6 +11,7 @@ use crate::config::SideFlags;
 #[command(
     name = "replicant",
     version,
+    args_override_self = true,
     about = "Migrate a live Redis to another Redis: replicant registers with the source as a \
              replica, copies its snapshot and then follows its replication stream."
 )]
@@ -20,14 +21,23 @@ pub struct Cli {
     /// Log filter (tracing syntax), e.g. `info`, `debug`, `replay=debug`. Also RUST_LOG.
     #[arg(long, global = true, default_value = "info", env = "RUST_LOG")]
     pub log: String,
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy the source's snapshot to the target, then replay its writes until SIGINT/SIGTERM.
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
     /// Replay an RDB file onto the target and exit.
-    Load(LoadArgs),
+    Load(Box<LoadArgs>),
 }
 
 /// Options of the destination writer and the planner, shared by `sync` and `load`.
@@ -112,6 +122,25 @@ pub struct SyncArgs {
     /// Bytes spooled to disk at most; past it, reading from the source pauses.
     #[arg(long, default_value_t = 4 << 30, value_name = "BYTES")]
     pub spool_max: u64,
+    /// Prometheus metrics at /metrics, and /healthz, /readyz (HTTP). `off` disables it; port 0
+    /// picks a free one (the log says which).
+    #[arg(long, default_value = "127.0.0.1:9477", value_name = "ADDR")]
+    pub metrics_addr: String,
+    /// The RESP admin port: `redis-cli -p PORT INFO`. `off` disables it; port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
+    pub admin_addr: String,
+    /// /readyz answers 200 while streaming with the lag at most this many bytes.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub ready_lag: u64,
+    /// Do not write a heartbeat key to the source every second (lag is then in bytes only).
+    #[arg(long)]
+    pub no_heartbeat: bool,
+    /// Heartbeat keys are `<PREFIX>heartbeat:<id>` (never copied to the destination).
+    #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
+    pub heartbeat_prefix: String,
+    /// A summary line every this many seconds (0: none).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub status_interval: u64,
 }
 
 /// What a re-copy of the snapshot does with the destination's keys.

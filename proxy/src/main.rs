@@ -9,6 +9,7 @@
 //!   `replay` crate).
 //! - `spool`: the buffer (memory, then disk) between the source socket and the planner.
 //! - `state`: the state directory and its checkpoint, for continuing after a restart.
+//! - `status`: what the run reports: metrics, health, the admin port, heartbeats, summaries.
 //! - `sync`, `load`: the two commands.
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ mod shutdown;
 mod source;
 mod spool;
 mod state;
+mod status;
 mod sync;
 
 use std::io::IsTerminal;
@@ -33,11 +35,13 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        cli::LogFormat::Json => fmt.json().init(),
+    }
     // One thread: the work is a pipeline of I/O-bound stages that hand each other batches;
     // on one thread they do so without cross-thread wake-ups, and the cores stay with the
     // Redis servers on either side.
@@ -55,8 +59,8 @@ fn main() -> ExitCode {
         let stop = CancellationToken::new();
         shutdown::on_signals(stop.clone());
         match cli.command {
-            cli::Command::Sync(a) => sync::run(a, stop).await,
-            cli::Command::Load(a) => load::run(a, stop).await,
+            cli::Command::Sync(a) => sync::run(*a, stop).await,
+            cli::Command::Load(a) => load::run(*a, stop).await,
         }
     });
     match result {

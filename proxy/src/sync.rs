@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use replay::cluster::DbMap;
 use replay::cmd::Command;
 use replay::dest::{Op, Sink};
+use replay::net::Endpoint;
 use replay::rdb::Limits;
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +25,13 @@ use crate::source::link::{Link, LinkConfig, Session};
 use crate::source::probe::{probe, SourceInfo};
 use crate::source::stream::StreamState;
 use crate::source::SourceError;
-use crate::spool::SpoolConfig;
+use crate::spool::{SpoolConfig, SpoolCounters};
 use crate::state::checkpoint::{Checkpoint, Stand};
 use crate::state::position::Position;
 use crate::state::saver::{self, Checkpointer};
 use crate::state::StateDir;
+use crate::status::heartbeat::{self, Heartbeats};
+use crate::status::{admin, http, metrics, summary, Phase, Status};
 
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let source = apply::endpoint(&args.source, Side::Source, &args.source_side.flags())?;
@@ -61,6 +64,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         }
     }
     let read_timeout = Duration::from_secs(args.source_timeout.max(1));
+    let spool_counters = Arc::new(SpoolCounters::default());
     let cfg = LinkConfig {
         endpoint: source.clone(),
         connect_timeout: timeout,
@@ -77,8 +81,37 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
             disk_max: args.spool_max,
             dir: state.spool_dir(),
             read_timeout,
+            counters: spool_counters.clone(),
         },
     };
+    let status = Arc::new(Status::new(
+        applied.clone(),
+        spool_counters,
+        config_lines(&args, &source, &target),
+        args.ready_lag,
+        args.spool_max,
+    ));
+    let heartbeats = Arc::new(Heartbeats::new(&args.heartbeat_prefix, !args.no_heartbeat));
+    let side_stop = CancellationToken::new();
+    let mut side_tasks = match start_reports(&args, &status, &side_stop).await {
+        Ok(t) => t,
+        Err(e) => {
+            sink.abort();
+            return Err(e);
+        }
+    };
+    side_tasks.push(tokio::spawn(heartbeat::run(
+        source.clone(),
+        timeout,
+        heartbeats.clone(),
+        status.clone(),
+        side_stop.clone(),
+    )));
+    side_tasks.push(tokio::spawn(summary::run(
+        status.clone(),
+        Duration::from_secs(args.status_interval),
+        side_stop.clone(),
+    )));
     let position = Arc::new(Position::new(applied.clone()));
     let ck = Arc::new(Checkpointer::new(
         state.checkpoint_path(),
@@ -101,6 +134,8 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         spool_peak: 0,
         spool_pauses: 0,
         route: None,
+        status: status.clone(),
+        heartbeats,
     };
     // Where the stream stands, kept across reconnections so that the source can continue it.
     let mut stream: Option<StreamState> = None;
@@ -132,6 +167,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let saver_stop = CancellationToken::new();
     let saver = tokio::spawn(saver::run(ck.clone(), saver_stop.clone()));
     let outcome = follow(&args, cfg, &mut session, sink, resume, stream).await;
+    status.set_phase(Phase::Stopped);
     saver_stop.cancel();
     let _ = saver.await;
     // The last word: what the destination applied, after the drain (or the failure).
@@ -161,7 +197,97 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         unsplittable = route.unsplittable,
         "sync stopped"
     );
+    side_stop.cancel();
+    for t in side_tasks {
+        let _ = t.await;
+    }
     outcome
+}
+
+/// Starts the metrics/health HTTP server and the admin port (unless `off`).
+async fn start_reports(
+    args: &SyncArgs,
+    status: &Arc<Status>,
+    stop: &CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Fatal> {
+    let mut tasks = Vec::new();
+    if let Some(addr) = listen_addr(&args.metrics_addr, "--metrics-addr")? {
+        let handle = metrics::install().map_err(Fatal::other)?;
+        tasks.push(
+            http::serve(addr, status.clone(), handle, stop.clone())
+                .await
+                .map_err(Fatal::other)?,
+        );
+    }
+    if let Some(addr) = listen_addr(&args.admin_addr, "--admin-addr")? {
+        tasks.push(
+            admin::serve(addr, status.clone(), stop.clone())
+                .await
+                .map_err(Fatal::other)?,
+        );
+    }
+    Ok(tasks)
+}
+
+/// `off`, or an `IP:PORT` to listen on.
+fn listen_addr(text: &str, flag: &str) -> Result<Option<std::net::SocketAddr>, Fatal> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        Fatal::other(format!(
+            "{flag} {text:?}: expected IP:PORT (e.g. 127.0.0.1:9477) or off"
+        ))
+    })
+}
+
+/// The configuration as INFO shows it: no secrets (passwords are only said to be set).
+fn config_lines(args: &SyncArgs, source: &Endpoint, target: &Endpoint) -> Vec<(String, String)> {
+    let secret = |p: &Option<String>| if p.is_some() { "(set)" } else { "" }.to_string();
+    let mut c = vec![
+        ("source".to_string(), source.to_string()),
+        (
+            "source_user".to_string(),
+            source.user.clone().unwrap_or_default(),
+        ),
+        ("source_password".to_string(), secret(&source.password)),
+        (
+            "source_tls".to_string(),
+            u8::from(source.tls.is_some()).to_string(),
+        ),
+        ("target".to_string(), target.to_string()),
+        (
+            "target_user".to_string(),
+            target.user.clone().unwrap_or_default(),
+        ),
+        ("target_password".to_string(), secret(&target.password)),
+        (
+            "target_tls".to_string(),
+            u8::from(target.tls.is_some()).to_string(),
+        ),
+    ];
+    let more: [(&str, String); 12] = [
+        ("state_dir", args.state_dir.display().to_string()),
+        (
+            "on_full_resync",
+            format!("{:?}", args.on_full_resync).to_lowercase(),
+        ),
+        ("spool_memory", args.spool_memory.to_string()),
+        ("spool_max", args.spool_max.to_string()),
+        ("retry_connect_minutes", args.retry_connect.to_string()),
+        ("retry_errors_minutes", args.apply.retry_errors.to_string()),
+        ("grace_seconds", args.grace.to_string()),
+        ("metrics_addr", args.metrics_addr.clone()),
+        ("admin_addr", args.admin_addr.clone()),
+        (
+            "heartbeat",
+            if args.no_heartbeat { "off" } else { "on" }.to_string(),
+        ),
+        ("heartbeat_prefix", args.heartbeat_prefix.clone()),
+        ("ready_lag", args.ready_lag.to_string()),
+    ];
+    c.extend(more.into_iter().map(|(k, v)| (k.to_string(), v)));
+    c
 }
 
 /// Links to the source until stopped, reconnecting after a lost link; then drains the sink.
@@ -242,6 +368,12 @@ async fn follow(
                     }
                 };
                 outage = Some(Instant::now());
+                session
+                    .status
+                    .source_reconnects
+                    .fetch_add(1, Ordering::Relaxed);
+                session.status.source_errors.fetch_add(1, Ordering::Relaxed);
+                session.status.set_phase(Phase::Connecting);
             }
             _ => break (result, acker, ack_stop),
         }

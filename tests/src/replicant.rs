@@ -211,10 +211,21 @@ impl SyncProcess {
 
     pub fn builder(source_url: &str, target_url: &str) -> SyncBuilder {
         SyncBuilder {
-            args: ["sync", "--source", source_url, "--target", target_url]
-                .into_iter()
-                .map(OsString::from)
-                .collect(),
+            // Free ports for the metrics and admin listeners: tests run side by side.
+            args: [
+                "sync",
+                "--source",
+                source_url,
+                "--target",
+                target_url,
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ]
+            .into_iter()
+            .map(OsString::from)
+            .collect(),
             env: Vec::new(),
         }
     }

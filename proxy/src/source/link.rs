@@ -25,6 +25,8 @@ use super::SourceError;
 use crate::cli::OnFullResync;
 use crate::spool::{SnapshotEnd, Spool, SpoolConfig, SpoolEnd};
 use crate::state::saver::Checkpointer;
+use crate::status::heartbeat::Heartbeats;
+use crate::status::{Phase, Status};
 
 /// Ops handed to the writer in one batch at most...
 const BATCH_OPS: usize = 512;
@@ -68,6 +70,9 @@ pub struct Session {
     pub spool_pauses: u64,
     /// What the router did (cluster destinations), once the run is over.
     pub route: Option<replay::cluster::RouteStats>,
+    /// For metrics, INFO and the summary line.
+    pub status: Arc<Status>,
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 /// A link past the handshake: at the start of the RDB, or (continuing) of the stream.
@@ -209,14 +214,24 @@ impl Link {
     ) -> Result<(), SourceError> {
         let stop = run.stop.clone();
         let mut ops = Vec::with_capacity(BATCH_OPS);
+        run.status.set_replid(&self.resync.replid);
         if let Some(transfer) = self.transfer.clone() {
             *stream = None;
             run.full_resyncs += 1;
+            run.status.full_resyncs.fetch_add(1, Ordering::Relaxed);
+            run.status.set_phase(Phase::Snapshot);
+            let total = match transfer {
+                Transfer::Sized(len) => len,
+                Transfer::Diskless(_) => 0,
+            };
+            run.status.snapshot_total.store(total, Ordering::Relaxed);
+            run.status.snapshot_read.store(0, Ordering::Relaxed);
             if !self.begin_copy(run, tx, &mut ops).await? {
                 return Ok(());
             }
+            let own = run.heartbeats.prefix.clone();
             let Some(stats) = self
-                .snapshot(run.caps, transfer, tx, &mut ops, &stop)
+                .snapshot(run.caps, transfer, tx, &mut ops, &stop, (&run.status, own))
                 .await?
             else {
                 return Ok(());
@@ -234,12 +249,17 @@ impl Link {
             }
         } else {
             run.partial_resyncs += 1;
+            run.status.partial_resyncs.fetch_add(1, Ordering::Relaxed);
             run.checkpoint.position.set_replid(&self.resync.replid);
         }
+        run.status.set_phase(Phase::Streaming);
         run.ack.streaming.store(true, Ordering::Release);
         run.ack.now.notify_one();
 
         let st = stream.get_or_insert_with(|| StreamState::new(self.resync.offset));
+        st.own_prefix = Some(run.heartbeats.prefix.clone());
+        st.own_key = Some(run.heartbeats.key.clone());
+        let status = run.status.clone();
         let mut scanner = CommandScanner::default();
         let mut batch_bytes = 0usize;
         loop {
@@ -249,14 +269,17 @@ impl Link {
                         let at = st.offset;
                         let n = frame.len;
                         let raw = self.buf.split_to(n).freeze();
-                        let getack = st.on_frame(&frame, raw, &mut ops).map_err(|e| {
+                        let seen = st.on_frame(&frame, raw, &mut ops).map_err(|e| {
                             SourceError::Protocol(format!("replication stream at offset {at}: {e}"))
                         })?;
                         if let Some(db) = st.selected.take() {
                             run.checkpoint.position.selected(st.offset, db);
                         }
-                        if getack {
+                        if seen.getack {
                             run.ack.now.notify_one();
+                        }
+                        if let Some(ts) = seen.heartbeat {
+                            run.heartbeats.read(st.offset, ts);
                         }
                         batch_bytes += n;
                         if ops.len() >= BATCH_OPS || batch_bytes >= BATCH_BYTES {
@@ -275,6 +298,8 @@ impl Link {
             }
             send(tx, &mut ops, &stop).await?;
             batch_bytes = 0;
+            status.read_offset.store(st.offset, Ordering::Relaxed);
+            status.source_commands.store(st.frames, Ordering::Relaxed);
             if !self.read_more(tx, &stop).await? {
                 return Ok(());
             }
@@ -329,9 +354,24 @@ impl Link {
         tx: &mut Sink,
         ops: &mut Vec<Op>,
         stop: &CancellationToken,
+        (status, own): (&Status, bytes::Bytes),
     ) -> Result<Option<PlanStats>, SourceError> {
         let mut parser = RdbParser::new(self.cfg.limits);
-        let mut planner = RdbPlanner::new(caps, self.cfg.restore_max, self.cfg.batch);
+        let mut planner =
+            RdbPlanner::new(caps, self.cfg.restore_max, self.cfg.batch).skip_prefix(Some(own));
+        let report = |parser: &RdbParser, planner: &RdbPlanner| {
+            let s = &planner.stats;
+            status
+                .snapshot_read
+                .store(parser.offset(), Ordering::Relaxed);
+            status
+                .keys_restored
+                .store(s.keys_restored, Ordering::Relaxed);
+            status
+                .keys_rewritten
+                .store(s.keys_rewritten, Ordering::Relaxed);
+            status.keys_expired.store(s.keys_expired, Ordering::Relaxed);
+        };
         let mut cmds = Vec::new();
         let mut batch_bytes = 0usize;
         loop {
@@ -360,6 +400,7 @@ impl Link {
             }
             send(tx, ops, stop).await?;
             batch_bytes = 0;
+            report(&parser, &planner);
             match self.read_more(tx, stop).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(None),
@@ -398,6 +439,7 @@ impl Link {
                 let _ = self.buf.split_to(mark.len());
             }
         }
+        report(&parser, &planner);
         let s = &planner.stats;
         tracing::info!(
             rdb_bytes = parser.offset(),

@@ -21,6 +21,8 @@ pub enum Kind {
     Multi,
     Exec,
     Select(u64),
+    /// `SET` of a heartbeat key (replicant's own): consumed.
+    Heartbeat,
 }
 
 /// Classifies a command by its name and first argument.
@@ -60,6 +62,19 @@ pub struct StreamState {
     pub frames: u64,
     /// The db of the last SELECT read, until taken (it takes effect at `offset`).
     pub selected: Option<u64>,
+    /// Keys with this prefix are replicant's heartbeats: consumed, never forwarded.
+    pub own_prefix: Option<Bytes>,
+    /// This run's heartbeat key: its timestamps are reported.
+    pub own_key: Option<Bytes>,
+}
+
+/// What a frame asked of the link besides its ops.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// The source asked for an ACK now.
+    pub getack: bool,
+    /// This run's heartbeat, with its timestamp (ms).
+    pub heartbeat: Option<u64>,
 }
 
 impl StreamState {
@@ -70,26 +85,36 @@ impl StreamState {
             db: 0,
             frames: 0,
             selected: None,
+            own_prefix: None,
+            own_key: None,
         }
     }
 
     /// Handles one command frame whose original encoding is `raw`; appends what the
-    /// destination must do to `out`. Returns whether the source asked for an ACK now.
+    /// destination must do to `out`.
     pub fn on_frame(
         &mut self,
         frame: &CommandFrame,
         raw: Bytes,
         out: &mut Vec<Op>,
-    ) -> Result<bool, String> {
+    ) -> Result<Seen, String> {
         self.offset += frame.len as u64;
         self.frames += 1;
         let name = &raw[frame.name.clone()];
         let arg1 = frame.arg1.clone().map(|r| &raw[r]);
-        let kind = classify(name, arg1)?;
-        let mut getack = false;
+        let mut kind = classify(name, arg1)?;
+        let mut seen = Seen::default();
+        if kind == Kind::Forward && self.is_own(name, arg1) {
+            kind = Kind::Heartbeat;
+            if arg1 == self.own_key.as_deref() {
+                seen.heartbeat = replay::resp::peek_args(&raw, 3)
+                    .get(2)
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+            }
+        }
         match kind {
-            Kind::Ping | Kind::Replconf | Kind::GetAck => {
-                getack = kind == Kind::GetAck;
+            Kind::Ping | Kind::Replconf | Kind::GetAck | Kind::Heartbeat => {
+                seen.getack = kind == Kind::GetAck;
                 if !self.in_tx {
                     out.push(Op::Mark(self.offset));
                 }
@@ -116,7 +141,15 @@ impl StreamState {
             }
             Kind::Forward => out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset))),
         }
-        Ok(getack)
+        Ok(seen)
+    }
+
+    /// A SET of a heartbeat key.
+    fn is_own(&self, name: &[u8], arg1: Option<&[u8]>) -> bool {
+        match (&self.own_prefix, arg1) {
+            (Some(p), Some(k)) => k.starts_with(p) && name.eq_ignore_ascii_case(b"set"),
+            _ => false,
+        }
     }
 }
 
@@ -133,7 +166,7 @@ mod tests {
         let mut scanner = CommandScanner::default();
         while let Some(f) = scanner.scan(&buf).expect("valid") {
             let raw = buf.split_to(f.len).freeze();
-            ack |= st.on_frame(&f, raw, &mut out).expect("frame");
+            ack |= st.on_frame(&f, raw, &mut out).expect("frame").getack;
         }
         (out, ack)
     }
@@ -191,6 +224,30 @@ mod tests {
         );
         assert!(ack);
         assert!(matches!(ops[0], Op::Mark(_)));
+    }
+
+    #[test]
+    fn heartbeats_are_consumed_and_reported() {
+        let mut st = StreamState::new(0);
+        st.own_prefix = Some(Bytes::from_static(b"replicant:heartbeat:"));
+        st.own_key = Some(Bytes::from_static(b"replicant:heartbeat:me"));
+        let mine = b"*5\r\n$3\r\nSET\r\n$22\r\nreplicant:heartbeat:me\r\n$4\r\n1234\r\n$4\r\nPXAT\r\n$2\r\n99\r\n";
+        let other = b"*3\r\n$3\r\nset\r\n$23\r\nreplicant:heartbeat:you\r\n$1\r\n1\r\n";
+        let mut buf = BytesMut::from(&mine[..]);
+        buf.extend_from_slice(other);
+        let mut scanner = CommandScanner::default();
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        while let Some(f) = scanner.scan(&buf).expect("valid") {
+            let raw = buf.split_to(f.len).freeze();
+            seen.push(st.on_frame(&f, raw, &mut out).expect("frame"));
+        }
+        assert_eq!(seen[0].heartbeat, Some(1234));
+        assert_eq!(seen[1].heartbeat, None);
+        assert!(
+            out.iter().all(|o| matches!(o, Op::Mark(_))),
+            "nothing forwarded"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod segments;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,27 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     /// The source link is given up when it sends nothing for this long.
     pub read_timeout: Duration,
+    /// Shared with whoever reports on the run (kept across links).
+    pub counters: Arc<SpoolCounters>,
+}
+
+/// What the spools of a run have done, for metrics.
+#[derive(Debug, Default)]
+pub struct SpoolCounters {
+    /// Bytes read from the source link.
+    pub received: AtomicU64,
+    /// Bytes held in memory and on disk now.
+    pub memory: AtomicU64,
+    pub disk: AtomicU64,
+    /// Times reading paused at `--spool-max`.
+    pub pauses: AtomicU64,
+}
+
+impl SpoolCounters {
+    fn fill(&self, s: &SpoolStats) {
+        self.memory.store(s.memory_bytes as u64, Ordering::Relaxed);
+        self.disk.store(s.disk_bytes, Ordering::Relaxed);
+    }
 }
 
 /// The end of the snapshot, as the bytes arrive (the planner may be far behind): the moment
@@ -106,6 +128,7 @@ impl Shared {
 pub struct Spool {
     shared: Arc<Shared>,
     producer: JoinHandle<()>,
+    counters: Arc<SpoolCounters>,
 }
 
 impl Spool {
@@ -121,8 +144,13 @@ impl Spool {
     {
         let shared = Arc::new(Shared::default());
         shared.lock().disk = DiskQueue::new(cfg.dir.clone(), name);
+        let counters = cfg.counters.clone();
         let producer = tokio::spawn(produce(rd, shared.clone(), cfg, snapshot));
-        Spool { shared, producer }
+        Spool {
+            shared,
+            producer,
+            counters,
+        }
     }
 
     pub fn stats(&self) -> SpoolStats {
@@ -140,6 +168,7 @@ impl Spool {
                 let mut st = self.shared.lock();
                 if let Some(chunk) = st.mem.pop_front() {
                     st.stats.memory_bytes -= chunk.len();
+                    self.counters.fill(&st.stats);
                     drop(st);
                     buf.extend_from_slice(&chunk);
                     return Ok(chunk.len());
@@ -147,6 +176,7 @@ impl Spool {
                 if st.disk.unread() > 0 {
                     let n = st.disk.read_into(buf, READ_CHUNK)?;
                     st.stats.disk_bytes = st.disk.unread();
+                    self.counters.fill(&st.stats);
                     if st.stats.disk_bytes == 0 {
                         tracing::info!("spool drained: the destination caught up with the source");
                     }
@@ -195,6 +225,9 @@ async fn produce<R>(
             Ok(Ok(0)) => break SpoolEnd::Closed,
             Ok(Ok(_)) => buf.split().freeze(),
         };
+        cfg.counters
+            .received
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if let Some((end, _)) = &mut snapshot {
             let done = match end {
                 SnapshotEnd::After(left) => {
@@ -244,6 +277,7 @@ async fn wait_for_room(shared: &Shared, cfg: &SpoolConfig) -> Result<(), SpoolEn
             if !paused {
                 paused = true;
                 st.stats.pauses += 1;
+                cfg.counters.pauses.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     spool_max = cfg.disk_max,
                     "spool full: reading from the source pauses until the destination catches up; the source may drop the link if its output buffer limit for replicas is reached"
@@ -261,6 +295,7 @@ fn push(shared: &Shared, cfg: &SpoolConfig, chunk: Bytes) -> Result<(), SpoolEnd
         st.disk.unread() == 0 && st.stats.memory_bytes + chunk.len() <= cfg.memory.max(1);
     if to_memory {
         st.stats.memory_bytes += chunk.len();
+        cfg.counters.fill(&st.stats);
         st.mem.push_back(chunk);
         return Ok(());
     }
@@ -274,6 +309,7 @@ fn push(shared: &Shared, cfg: &SpoolConfig, chunk: Bytes) -> Result<(), SpoolEnd
     st.disk.append(&chunk)?;
     st.stats.disk_bytes = st.disk.unread();
     st.stats.disk_peak = st.stats.disk_peak.max(st.stats.disk_bytes);
+    cfg.counters.fill(&st.stats);
     Ok(())
 }
 
@@ -288,6 +324,7 @@ mod tests {
             disk_max,
             dir: dir.to_path_buf(),
             read_timeout: Duration::from_secs(5),
+            counters: Arc::default(),
         }
     }
 

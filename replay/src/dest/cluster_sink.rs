@@ -45,6 +45,21 @@ impl Applied {
         self.read().iter().map(|p| p.applied()).min().unwrap_or(0)
     }
 
+    /// Commands and bytes handed to the writers and not answered yet.
+    pub fn outstanding(&self) -> (u64, u64) {
+        self.read().iter().fold((0, 0), |(c, b), p| {
+            (
+                c + p.outstanding.load(Ordering::Acquire).max(0) as u64,
+                b + p.outstanding_bytes.load(Ordering::Acquire).max(0) as u64,
+            )
+        })
+    }
+
+    /// Every writer's progress (one per destination node).
+    pub fn nodes(&self) -> Vec<Arc<Progress>> {
+        self.read()
+    }
+
     /// Sets every writer's applied offset (nothing may be in flight).
     pub fn reset(&self, offset: u64) {
         for p in self.read() {
@@ -135,11 +150,14 @@ impl ClusterSink {
 
     async fn dispatch(&mut self, out: Vec<Vec<Op>>) {
         for (i, batch) in out.into_iter().enumerate() {
-            let cmds = batch.iter().filter(|o| matches!(o, Op::Cmd(_))).count() as i64;
+            let (cmds, bytes) = batch.iter().fold((0i64, 0i64), |(c, b), o| match o {
+                Op::Cmd(cmd) => (c + 1, b + cmd.len() as i64),
+                Op::Mark(_) => (c, b),
+            });
             let (_, w) = &self.writers[i];
-            w.progress().outstanding.fetch_add(cmds, Ordering::AcqRel);
+            w.progress().queued(cmds, bytes);
             if let Err(back) = w.sender().send_or_return(batch).await {
-                w.progress().outstanding.fetch_sub(cmds, Ordering::AcqRel);
+                w.progress().queued(-cmds, -bytes);
                 self.refused[i].extend(back.into_iter().filter_map(|o| match o {
                     Op::Cmd(c) => Some(c),
                     Op::Mark(_) => None,
@@ -349,7 +367,7 @@ impl ClusterSink {
                     let mut cfg = self.template.clone();
                     cfg.endpoint = self.seed.with_addr(&m.host, m.port);
                     cfg.recovery = Some(self.recovery.clone());
-                    let progress = Arc::new(Progress::default());
+                    let progress = Arc::new(Progress::for_node(format!("{}:{}", m.host, m.port)));
                     progress.applied_offset.store(floor, Ordering::Release);
                     match Writer::start(cfg, progress).await {
                         Ok(w) => (m.clone(), w),

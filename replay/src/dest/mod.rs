@@ -57,13 +57,38 @@ pub struct Progress {
     pub key_errors: AtomicU64,
     /// Commands handed to the writer and not yet answered (or handed back).
     pub outstanding: AtomicI64,
+    /// Bytes of those commands.
+    pub outstanding_bytes: AtomicI64,
+    /// The server written to (`host:port`), for per-node reports.
+    pub node: String,
     /// The db selected by every command answered or handed back so far (in the order sent).
     pub db: AtomicU64,
 }
 
 impl Progress {
+    /// The progress of a writer to `node`.
+    pub fn for_node(node: String) -> Self {
+        Progress {
+            node,
+            ..Progress::default()
+        }
+    }
+
     pub fn applied(&self) -> u64 {
         self.applied_offset.load(Ordering::Acquire)
+    }
+
+    /// `cmds` commands of `bytes` bytes handed to the writer (negative: taken back).
+    pub fn queued(&self, cmds: i64, bytes: i64) {
+        self.outstanding.fetch_add(cmds, Ordering::AcqRel);
+        self.outstanding_bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// One command of `bytes` bytes answered or handed back.
+    pub fn answered(&self, bytes: usize) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.outstanding_bytes
+            .fetch_sub(bytes as i64, Ordering::AcqRel);
     }
 }
 

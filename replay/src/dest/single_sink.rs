@@ -44,7 +44,7 @@ impl SingleSink {
         let recovery = Arc::new(Recovery::default());
         let mut wcfg = cfg.clone();
         wcfg.recovery = Some(recovery.clone());
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress::for_node(cfg.endpoint.to_string()));
         let writer = Writer::start(wcfg, progress.clone()).await?;
         Ok(SingleSink {
             tx: writer.sender(),
@@ -76,11 +76,12 @@ impl SingleSink {
     }
 
     async fn dispatch(&mut self, ops: Vec<Op>) {
-        let mut cmds = 0i64;
+        let (mut cmds, mut bytes) = (0i64, 0i64);
         for op in &ops {
             match op {
                 Op::Cmd(c) => {
                     cmds += 1;
+                    bytes += c.len() as i64;
                     if c.offset.is_some() {
                         self.last = c.offset;
                     }
@@ -90,11 +91,11 @@ impl SingleSink {
         }
         let progress = self.writer.as_ref().map(|w| w.progress().clone());
         if let Some(p) = &progress {
-            p.outstanding.fetch_add(cmds, Ordering::AcqRel);
+            p.queued(cmds, bytes);
         }
         if let Err(back) = self.tx.send_or_return(ops).await {
             if let Some(p) = &progress {
-                p.outstanding.fetch_sub(cmds, Ordering::AcqRel);
+                p.queued(-cmds, -bytes);
             }
             self.refused
                 .extend(back.into_iter().filter_map(|o| match o {
@@ -280,7 +281,7 @@ impl SingleSink {
         wcfg.recovery = Some(self.recovery.clone());
         loop {
             tokio::time::sleep(backoff(*round)).await;
-            let progress = Arc::new(Progress::default());
+            let progress = Arc::new(Progress::for_node(self.cfg.endpoint.to_string()));
             progress.applied_offset.store(floor, Ordering::Release);
             match Writer::start(wcfg.clone(), progress.clone()).await {
                 Ok(w) => {

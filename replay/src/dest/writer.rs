@@ -477,7 +477,7 @@ async fn recv_loop(
     txs.on_lost(rec);
     let mut back = |p: Pend| {
         if let Some(cmd) = p.cmd {
-            progress.outstanding.fetch_sub(1, Ordering::AcqRel);
+            progress.answered(cmd.len());
             let db = intended_db(&progress, &cmd);
             rec.hand_back(cmd, Returned::Lost, db);
         }
@@ -557,7 +557,7 @@ async fn recv_one(
     if p.unsent {
         // Handed back by the send task: never written, no reply to wait for.
         if let Some(rec) = recovery {
-            progress.outstanding.fetch_sub(1, Ordering::AcqRel);
+            progress.answered(cmd.len());
             let db = intended_db(progress, cmd);
             let o = Outcome {
                 unsent: true,
@@ -590,7 +590,7 @@ async fn recv_one(
     };
     free.0 += 1;
     free.1 += p.cost as usize;
-    progress.outstanding.fetch_sub(1, Ordering::AcqRel);
+    progress.answered(cmd.len());
     progress.commands.fetch_add(1, Ordering::Relaxed);
     progress
         .bytes

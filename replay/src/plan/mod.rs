@@ -35,6 +35,8 @@ pub struct PlanStats {
     pub module_aux_skipped: u64,
     /// Functions the destination cannot hold (older than 7.0).
     pub functions_dropped: u64,
+    /// replicant's own keys (heartbeats) in the snapshot, not copied.
+    pub keys_own: u64,
 }
 
 /// Turns RDB events into destination commands.
@@ -51,6 +53,8 @@ pub struct RdbPlanner {
     /// The db the destination connection has selected, as far as the planner knows.
     db: Option<u64>,
     big: Option<Big>,
+    /// Keys starting with this are replicant's own (heartbeats): not copied.
+    skip_prefix: Option<Bytes>,
     pub stats: PlanStats,
 }
 
@@ -72,8 +76,26 @@ impl RdbPlanner {
             piece_bytes: 256 << 10,
             db: None,
             big: None,
+            skip_prefix: None,
             stats: PlanStats::default(),
         }
+    }
+
+    /// Keys starting with `prefix` are not copied (counted as `keys_own`).
+    pub fn skip_prefix(mut self, prefix: Option<Bytes>) -> Self {
+        self.skip_prefix = prefix;
+        self
+    }
+
+    fn own(&mut self, key: &[u8]) -> bool {
+        let own = self
+            .skip_prefix
+            .as_ref()
+            .is_some_and(|p| key.starts_with(p));
+        if own {
+            self.stats.keys_own += 1;
+        }
+        own
     }
 
     /// Forget which db is selected (another writer of the same connection changed it).
@@ -117,9 +139,11 @@ impl RdbPlanner {
             }
             Event::Entry(entry) => self.entry(entry, out)?,
             Event::BigStart(meta) => {
-                let skip = expired(&meta);
+                let skip = expired(&meta) || self.own(&meta.key);
                 if skip {
-                    self.stats.keys_expired += 1;
+                    if expired(&meta) {
+                        self.stats.keys_expired += 1;
+                    }
                 } else {
                     self.select(meta.db, out);
                     out.push(Command::new(&[&b"DEL"[..], &meta.key]));
@@ -165,6 +189,9 @@ impl RdbPlanner {
     fn entry(&mut self, e: Entry, out: &mut Vec<Command>) -> Result<(), RdbError> {
         if expired(&e.meta) {
             self.stats.keys_expired += 1;
+            return Ok(());
+        }
+        if self.own(&e.meta.key) {
             return Ok(());
         }
         self.select(e.meta.db, out);

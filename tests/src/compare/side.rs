@@ -189,13 +189,21 @@ impl<'a> Side<'a> {
     }
 }
 
+/// replicant's heartbeat keys, which it writes to the source and never copies: not part of
+/// the dataset.
+pub const HEARTBEAT_PREFIX: &[u8] = b"replicant:heartbeat:";
+
 fn scan_keys(con: &mut Connection) -> BTreeSet<Vec<u8>> {
     let mut keys = BTreeSet::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, batch): (u64, Vec<Vec<u8>>) =
             query(con, redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000));
-        keys.extend(batch);
+        keys.extend(
+            batch
+                .into_iter()
+                .filter(|k| !k.starts_with(HEARTBEAT_PREFIX)),
+        );
         if next == 0 {
             return keys;
         }

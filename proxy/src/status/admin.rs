@@ -1,0 +1,203 @@
+//! The RESP admin port (`--admin-addr`): `redis-cli -p <port> PING` and `INFO [section]`, the
+//! status in Redis's INFO format (`# Section` headers, `field:value` lines), configuration
+//! included with secrets masked. Requests are read with the same scanner as the replication
+//! stream (bounded: a request larger than 64 KiB closes the connection).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use replay::resp::peek_args;
+use replay::resp::scan::CommandScanner;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::Status;
+
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// Binds `addr` (an error names it) and serves until `stop`.
+pub async fn serve(
+    addr: SocketAddr,
+    status: Arc<Status>,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on --admin-addr {addr}: {e}"))?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %addr, "admin port: redis-cli -h {} -p {} INFO", addr.ip(), addr.port());
+    Ok(tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                c = listener.accept() => c,
+                _ = stop.cancelled() => return,
+            };
+            let Ok((sock, _)) = conn else { continue };
+            let status = status.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = session(sock, &status) => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+    }))
+}
+
+async fn session(mut sock: TcpStream, status: &Status) -> std::io::Result<()> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut scanner = CommandScanner::default();
+    loop {
+        loop {
+            let frame = match scanner.scan(&buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    let msg = format!("-ERR Protocol error: {e}\r\n");
+                    sock.write_all(msg.as_bytes()).await?;
+                    return Ok(());
+                }
+            };
+            let raw = buf.split_to(frame.len).freeze();
+            let args = peek_args(&raw, 8);
+            let name = args
+                .first()
+                .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
+                .unwrap_or_default();
+            let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+            let out = match name.as_str() {
+                "PING" => match arg(1) {
+                    Some(m) => bulk(&m),
+                    None => "+PONG\r\n".to_string(),
+                },
+                "INFO" => bulk(&info(status, arg(1).as_deref())),
+                "COMMAND" => "*0\r\n".to_string(),
+                "QUIT" => {
+                    sock.write_all(b"+OK\r\n").await?;
+                    return Ok(());
+                }
+                other => format!("-ERR unknown command '{other}' (this is replicant's admin port: PING, INFO)\r\n"),
+            };
+            sock.write_all(out.as_bytes()).await?;
+        }
+        if buf.len() > MAX_REQUEST {
+            return Ok(());
+        }
+        if sock.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn bulk(s: &str) -> String {
+    format!("${}\r\n{s}\r\n", s.len())
+}
+
+/// The INFO text: every section, or the one asked for (`all`/`everything` too).
+pub fn info(s: &Status, section: Option<&str>) -> String {
+    let want = section.map(str::to_ascii_lowercase);
+    let show = |name: &str| {
+        want.as_deref()
+            .is_none_or(|w| w == name || w == "all" || w == "everything" || w == "default")
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Acquire);
+    let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    let mut out = String::new();
+    let mut section = |name: &str, title: &str, fields: Vec<(&str, String)>| {
+        if show(name) {
+            let _ = write!(out, "# {title}\r\n");
+            for (k, v) in fields {
+                let _ = write!(out, "{k}:{v}\r\n");
+            }
+            out.push_str("\r\n");
+        }
+    };
+    section(
+        "server",
+        "Server",
+        vec![
+            ("replicant_version", env!("CARGO_PKG_VERSION").to_string()),
+            ("process_id", std::process::id().to_string()),
+            (
+                "uptime_in_seconds",
+                s.started.elapsed().as_secs().to_string(),
+            ),
+        ],
+    );
+    let src = load(&s.source_offset);
+    section(
+        "replication",
+        "Replication",
+        vec![
+            ("phase", s.phase().name().to_string()),
+            ("ready", u8::from(s.ready()).to_string()),
+            ("replid", s.replid()),
+            ("source_offset", opt((src != super::UNKNOWN).then_some(src))),
+            ("read_offset", load(&s.read_offset).to_string()),
+            ("applied_offset", opt(s.applied_offset())),
+            ("lag_bytes", opt(s.lag_bytes())),
+            (
+                "lag_seconds",
+                s.lag_seconds().map_or(String::new(), |l| format!("{l:.3}")),
+            ),
+            ("full_resyncs", load(&s.full_resyncs).to_string()),
+            ("partial_resyncs", load(&s.partial_resyncs).to_string()),
+            ("source_reconnects", load(&s.source_reconnects).to_string()),
+        ],
+    );
+    let (cmds, bytes) = s.inflight();
+    let nodes = s.applied.nodes();
+    let applied_cmds: u64 = nodes
+        .iter()
+        .map(|p| p.commands.load(Ordering::Relaxed))
+        .sum();
+    let applied_bytes: u64 = nodes.iter().map(|p| p.bytes.load(Ordering::Relaxed)).sum();
+    let key_errors: u64 = nodes
+        .iter()
+        .map(|p| p.key_errors.load(Ordering::Relaxed))
+        .sum();
+    section(
+        "stats",
+        "Stats",
+        vec![
+            ("source_bytes", load(&s.spool.received).to_string()),
+            ("source_commands", load(&s.source_commands).to_string()),
+            ("snapshot_read_bytes", load(&s.snapshot_read).to_string()),
+            ("snapshot_total_bytes", load(&s.snapshot_total).to_string()),
+            ("keys_restored", load(&s.keys_restored).to_string()),
+            ("keys_rewritten", load(&s.keys_rewritten).to_string()),
+            ("keys_skipped_expired", load(&s.keys_expired).to_string()),
+            ("applied_commands", applied_cmds.to_string()),
+            ("applied_bytes", applied_bytes.to_string()),
+            ("inflight_commands", cmds.to_string()),
+            ("inflight_bytes", bytes.to_string()),
+            ("destination_nodes", nodes.len().to_string()),
+            ("errors_target_key", key_errors.to_string()),
+            ("errors_source_link", load(&s.source_errors).to_string()),
+        ],
+    );
+    section(
+        "spool",
+        "Spool",
+        vec![
+            ("spool_memory_bytes", load(&s.spool.memory).to_string()),
+            ("spool_disk_bytes", load(&s.spool.disk).to_string()),
+            ("spool_max_bytes", s.spool_max.to_string()),
+            ("spool_pauses", load(&s.spool.pauses).to_string()),
+        ],
+    );
+    section(
+        "config",
+        "Config",
+        s.config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect(),
+    );
+    out
+}
