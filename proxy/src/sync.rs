@@ -31,7 +31,7 @@ use crate::state::position::Position;
 use crate::state::saver::{self, Checkpointer};
 use crate::state::StateDir;
 use crate::status::heartbeat::{self, Heartbeats};
-use crate::status::{admin, http, metrics, summary, Phase, Status};
+use crate::status::{admin, bar, http, metrics, summary, Phase, Status};
 
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let source = apply::endpoint(&args.source, Side::Source, &args.source_side.flags())?;
@@ -107,6 +107,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         status.clone(),
         side_stop.clone(),
     )));
+    side_tasks.push(tokio::spawn(bar::run(status.clone(), side_stop.clone())));
     side_tasks.push(tokio::spawn(summary::run(
         status.clone(),
         Duration::from_secs(args.status_interval),

@@ -4,6 +4,7 @@
 //! read. Nothing here is on the hot path: counters are stored per batch, not per command.
 
 pub mod admin;
+pub mod bar;
 pub mod heartbeat;
 pub mod http;
 pub mod metrics;
