@@ -36,6 +36,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Copy the source's snapshot to the target, then replay its writes until SIGINT/SIGTERM.
     Sync(Box<SyncArgs>),
+    /// Check the pair before a migration: a table of pass/warn/fail with reasons; exit code 0
+    /// (all pass), 1 (warnings), 2 (a failure). Takes the same options as `sync`.
+    Check(Box<SyncArgs>),
     /// Replay an RDB file onto the target and exit.
     Load(Box<LoadArgs>),
 }
@@ -138,6 +141,9 @@ pub struct SyncArgs {
     /// Heartbeat keys are `<PREFIX>heartbeat:<id>` (never copied to the destination).
     #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
     pub heartbeat_prefix: String,
+    /// Do not run the checks of `replicant check` before syncing (a failing one stops the run).
+    #[arg(long)]
+    pub skip_check: bool,
     /// A summary line every this many seconds (0: none).
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub status_interval: u64,

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod check;
 mod cli;
 mod config;
 mod fatal;
@@ -55,19 +56,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
+    // (exit code on success, exit code on failure)
+    let (result, fail_code) = rt.block_on(async {
         let stop = CancellationToken::new();
         shutdown::on_signals(stop.clone());
         match cli.command {
-            cli::Command::Sync(a) => sync::run(*a, stop).await,
-            cli::Command::Load(a) => load::run(*a, stop).await,
+            cli::Command::Sync(a) => (sync::run(*a, stop).await.map(|()| 0), 1),
+            cli::Command::Check(a) => (check::run(&a).await, 2),
+            cli::Command::Load(a) => (load::run(*a, stop).await.map(|()| 0), 1),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("replicant: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(fail_code)
         }
     }
 }

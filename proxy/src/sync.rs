@@ -16,6 +16,7 @@ use replay::rdb::Limits;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, Destination};
+use crate::check;
 use crate::cli::SyncArgs;
 use crate::config::Side;
 use crate::fatal::Fatal;
@@ -43,6 +44,9 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let state = StateDir::open(&args.state_dir)?;
     let checkpoint = state.load_for(&source.to_string(), &target.to_string())?;
     state.remove_old_spool();
+    if !args.skip_check {
+        check::before_sync(&args, checkpoint.is_some()).await?;
+    }
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     let info = probe(&source, timeout).await.map_err(Fatal::source)?;
     tracing::info!(source = %source, version = %info.version, role = %info.role, tls = source.tls.is_some(), "source ready");

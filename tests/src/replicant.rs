@@ -211,21 +211,10 @@ impl SyncProcess {
 
     pub fn builder(source_url: &str, target_url: &str) -> SyncBuilder {
         SyncBuilder {
-            // Free ports for the metrics and admin listeners: tests run side by side.
-            args: [
-                "sync",
-                "--source",
-                source_url,
-                "--target",
-                target_url,
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-            ]
-            .into_iter()
-            .map(OsString::from)
-            .collect(),
+            args: ["sync", "--source", source_url, "--target", target_url]
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
             env: Vec::new(),
         }
     }
@@ -343,11 +332,25 @@ impl Process {
         let stdout = File::create(dir.path().join("stdout.log")).expect("cannot create stdout.log");
         let stderr = File::create(dir.path().join("stderr.log")).expect("cannot create stderr.log");
         let mut command = Command::new(binary());
+        // Free ports for a sync's metrics and admin listeners: tests run side by side (a
+        // test's own --metrics-addr/--admin-addr, given later, wins).
+        let listeners: &[&str] = if args.first().is_some_and(|a| a == "sync") {
+            &[
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ]
+        } else {
+            &[]
+        };
         // The working directory is the run's own, so that the default --state-dir of one test
         // is never another's.
         command
             .current_dir(dir.path())
-            .args(args)
+            .args(args.iter().take(1))
+            .args(listeners)
+            .args(args.iter().skip(1))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
