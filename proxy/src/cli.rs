@@ -39,6 +39,10 @@ pub enum Command {
     /// Check the pair before a migration: a table of pass/warn/fail with reasons; exit code 0
     /// (all pass), 1 (warnings), 2 (a failure). Takes the same options as `sync`.
     Check(Box<SyncArgs>),
+    /// Ask a running `sync` (on its admin port) to cut over: pause writes on the source, wait
+    /// until the destination has applied everything, report "ready" with the offset and the
+    /// pause. Exit 0 when ready.
+    Cutover(CutoverArgs),
     /// Replay an RDB file onto the target and exit.
     Load(Box<LoadArgs>),
 }
@@ -252,4 +256,21 @@ impl TargetSide {
             },
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// The running sync's admin port (its --admin-addr).
+    #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
+    pub admin: String,
+    /// How long writes on the source stay paused (CLIENT PAUSE … WRITE); the destination must
+    /// catch up within 80 % of it, else the source is unpaused and the cutover fails.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub pause_timeout: u64,
+    /// Refuse to start while the lag is above this many bytes.
+    #[arg(long, default_value_t = 10 << 20, value_name = "BYTES")]
+    pub max_lag: u64,
+    /// Unpause the source as soon as the destination is ready (abort path, or a rehearsal).
+    #[arg(long)]
+    pub resume_source: bool,
 }

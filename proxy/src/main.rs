@@ -17,6 +17,7 @@ mod apply;
 mod check;
 mod cli;
 mod config;
+mod cutover;
 mod fatal;
 mod load;
 mod shutdown;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Sync(a) => (sync::run(*a, stop).await.map(|()| 0), 1),
             cli::Command::Check(a) => (check::run(&a).await, 2),
+            cli::Command::Cutover(a) => (cutover::run(&a).await.map(|()| 0), 1),
             cli::Command::Load(a) => (load::run(*a, stop).await.map(|()| 0), 1),
         }
     });

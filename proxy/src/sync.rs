@@ -97,7 +97,11 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     ));
     let heartbeats = Arc::new(Heartbeats::new(&args.heartbeat_prefix, !args.no_heartbeat));
     let side_stop = CancellationToken::new();
-    let mut side_tasks = match start_reports(&args, &status, &side_stop).await {
+    let cut = admin::CutoverSource {
+        endpoint: source.clone(),
+        timeout,
+    };
+    let mut side_tasks = match start_reports(&args, &status, cut, &side_stop).await {
         Ok(t) => t,
         Err(e) => {
             sink.abort();
@@ -213,6 +217,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
 async fn start_reports(
     args: &SyncArgs,
     status: &Arc<Status>,
+    source: admin::CutoverSource,
     stop: &CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, Fatal> {
     let mut tasks = Vec::new();
@@ -226,7 +231,7 @@ async fn start_reports(
     }
     if let Some(addr) = listen_addr(&args.admin_addr, "--admin-addr")? {
         tasks.push(
-            admin::serve(addr, status.clone(), stop.clone())
+            admin::serve(addr, status.clone(), source, stop.clone())
                 .await
                 .map_err(Fatal::other)?,
         );

@@ -47,6 +47,9 @@ pub struct WorkloadConfig {
     pub db0_only: bool,
     /// Add multi-key writes across slots and hash-tagged ones (see the module doc).
     pub cross_slot: bool,
+    /// Keys with TTLs of a second or two (off: none, e.g. for a comparison made while the
+    /// source is paused, when the source stops expiring keys and the destination does not).
+    pub short_ttls: bool,
     /// Only writes that leave the same data when applied twice: SET, HSET, ZADD, DEL,
     /// PEXPIREAT (and SELECT between db 0 and db 5 unless `db0_only`).
     pub idempotent: bool,
@@ -60,6 +63,7 @@ impl Default for WorkloadConfig {
             keys_per_type: 50,
             db0_only: false,
             cross_slot: false,
+            short_ttls: true,
             idempotent: false,
         }
     }
@@ -199,6 +203,7 @@ fn run(
         cross_slot: config.cross_slot,
         cross_slot_ops: 0,
         idempotent: config.idempotent,
+        short_ttls: config.short_ttls,
     };
     let rate = f64::from(config.max_ops_per_sec.max(1));
     let started = Instant::now();
@@ -249,6 +254,7 @@ struct State {
     cross_slot: bool,
     cross_slot_ops: u64,
     idempotent: bool,
+    short_ttls: bool,
 }
 
 impl State {
@@ -289,7 +295,7 @@ impl State {
                 let mut expire = self.long_expire();
                 self.exec(con, &mut expire)
             }
-            80..=84 => self.short_ttl(con),
+            80..=84 if self.short_ttls => self.short_ttl(con),
             85..=88 => {
                 let key = self.any_key();
                 self.exec(con, &mut cmd("DEL", &[&key]))

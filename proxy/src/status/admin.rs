@@ -15,14 +15,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::cutover::{self, Request};
 use super::Status;
+use replay::net::Endpoint;
+use std::time::Duration;
 
 const MAX_REQUEST: usize = 64 * 1024;
+
+/// Where a cutover pauses writes: the source, with the run's credentials.
+#[derive(Debug, Clone)]
+pub struct CutoverSource {
+    pub endpoint: Endpoint,
+    pub timeout: Duration,
+}
 
 /// Binds `addr` (an error names it) and serves until `stop`.
 pub async fn serve(
     addr: SocketAddr,
     status: Arc<Status>,
+    source: CutoverSource,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let listener = TcpListener::bind(addr)
@@ -39,9 +50,10 @@ pub async fn serve(
             let Ok((sock, _)) = conn else { continue };
             let status = status.clone();
             let stop = stop.clone();
+            let source = source.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = session(sock, &status) => {}
+                    _ = session(sock, &status, &source) => {}
                     _ = stop.cancelled() => {}
                 }
             });
@@ -49,7 +61,11 @@ pub async fn serve(
     }))
 }
 
-async fn session(mut sock: TcpStream, status: &Status) -> std::io::Result<()> {
+async fn session(
+    mut sock: TcpStream,
+    status: &Status,
+    source: &CutoverSource,
+) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut scanner = CommandScanner::default();
     loop {
@@ -77,11 +93,28 @@ async fn session(mut sock: TcpStream, status: &Status) -> std::io::Result<()> {
                 },
                 "INFO" => bulk(&info(status, arg(1).as_deref())),
                 "COMMAND" => "*0\r\n".to_string(),
+                "CUTOVER" => {
+                    let num = |i: usize| arg(i).and_then(|a| a.parse::<u64>().ok());
+                    match (num(1), num(2)) {
+                        (Some(pause_ms), Some(max_lag)) if pause_ms > 0 => {
+                            let req = Request {
+                                pause: Duration::from_millis(pause_ms),
+                                max_lag,
+                                resume: arg(3).is_some_and(|a| a.eq_ignore_ascii_case("resume")),
+                            };
+                            match cutover::run(status, &source.endpoint, source.timeout, req).await {
+                                Ok(text) => bulk(&text),
+                                Err(e) => format!("-ERR cutover failed: {}\r\n", e.replace(['\r', '\n'], " ")),
+                            }
+                        }
+                        _ => "-ERR usage: CUTOVER <pause-ms> <max-lag-bytes> [RESUME]\r\n".to_string(),
+                    }
+                }
                 "QUIT" => {
                     sock.write_all(b"+OK\r\n").await?;
                     return Ok(());
                 }
-                other => format!("-ERR unknown command '{other}' (this is replicant's admin port: PING, INFO)\r\n"),
+                other => format!("-ERR unknown command '{other}' (this is replicant's admin port: PING, INFO, CUTOVER)\r\n"),
             };
             sock.write_all(out.as_bytes()).await?;
         }
@@ -189,6 +222,22 @@ pub fn info(s: &Status, section: Option<&str>) -> String {
             ("spool_disk_bytes", load(&s.spool.disk).to_string()),
             ("spool_max_bytes", s.spool_max.to_string()),
             ("spool_pauses", load(&s.spool.pauses).to_string()),
+        ],
+    );
+    let c = &s.cutover;
+    section(
+        "cutover",
+        "Cutover",
+        vec![
+            ("cutover_state", c.state().name().to_string()),
+            (
+                "cutover_offset",
+                c.offset.load(Ordering::Acquire).to_string(),
+            ),
+            (
+                "cutover_pause_ms",
+                c.pause_ms.load(Ordering::Acquire).to_string(),
+            ),
         ],
     );
     section(

@@ -38,6 +38,8 @@ pub const NAMES: &[&str] = &[
     "replicant_reconnects_total",
     "replicant_resyncs_total",
     "replicant_uptime_seconds",
+    "replicant_cutover_state",
+    "replicant_cutover_pause_seconds",
 ];
 
 /// Installs the recorder; the handle renders the text format.
@@ -213,6 +215,13 @@ pub fn update(s: &Status) {
     counter!("replicant_resyncs_total", "kind" => "full").absolute(load(&s.full_resyncs));
     counter!("replicant_resyncs_total", "kind" => "partial").absolute(load(&s.partial_resyncs));
     gauge!("replicant_uptime_seconds").set(s.started.elapsed().as_secs_f64());
+    let state = s.cutover.state();
+    for st in super::cutover::State::ALL {
+        gauge!("replicant_cutover_state", "state" => st.name())
+            .set(f64::from(u8::from(st == state)));
+    }
+    gauge!("replicant_cutover_pause_seconds")
+        .set(s.cutover.pause_ms.load(Ordering::Acquire) as f64 / 1000.0);
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod bar;
+pub mod cutover;
 pub mod heartbeat;
 pub mod http;
 pub mod metrics;
@@ -87,6 +88,7 @@ pub struct Status {
     /// Byte lag under which the run counts as ready (`/readyz`).
     pub ready_lag: u64,
     pub spool_max: u64,
+    pub cutover: cutover::Cutover,
 }
 
 impl Status {
@@ -120,6 +122,7 @@ impl Status {
             config,
             ready_lag,
             spool_max,
+            cutover: cutover::Cutover::default(),
         }
     }
 
