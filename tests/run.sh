@@ -13,6 +13,16 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 echo "==> $(redis-server --version)"
+# Prometheus and promtool, for the tests of deploy/prometheus and deploy/grafana (the tests start
+# their own prometheus on a free port; a system service the package may start is not used).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  echo "==> installing prometheus from the OS packages"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+echo "==> $(prometheus --version 2>&1 | head -n 1)"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

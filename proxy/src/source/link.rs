@@ -241,7 +241,6 @@ impl Link {
             send(tx, &mut ops, &stop).await?;
             tracing::info!(
                 offset = self.resync.offset,
-                applied = run.applied.offset(),
                 "snapshot read; following the replication stream"
             );
             if let Some(before) = self.kept {

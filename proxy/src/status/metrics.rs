@@ -156,6 +156,15 @@ fn describe() {
         Unit::Seconds,
         "Seconds since the process started"
     );
+    describe_gauge!(
+        "replicant_cutover_state",
+        "1 for the cutover's state (none, pausing, waiting, ready, resumed, failed)"
+    );
+    describe_gauge!(
+        "replicant_cutover_pause_seconds",
+        Unit::Seconds,
+        "How long the last cutover paused writes on the source until the destination had caught up"
+    );
 }
 
 /// Copies the status into the registry.
