@@ -93,8 +93,15 @@ for _ in $(seq 1 600); do
 done
 echo "    source offset $master, applied by the destination $acked"
 
+echo "==> what replicant says of itself (redis-cli -p 9478 INFO replication, on its admin port)"
+redis-cli -p 9478 info replication | tr -d '\r' | grep -E '^(phase|applied_offset|lag_bytes|lag_seconds|full_resyncs)' | sed 's/^/    /'
+
 kill -TERM "$rpid"
 wait "$rpid" && status=0 || status=$?
+# replicant's heartbeat keys on the source (lag in seconds) are its own, never copied.
+redis-cli -p "$src" --scan --pattern 'replicant:heartbeat:*' | while read -r k; do
+  redis-cli -p "$src" del "$k" >/dev/null
+done
 s_digest=$(redis-cli -p "$src" debug digest)
 d_digest=$(redis-cli -p "$dst" debug digest)
 s_keys=$(redis-cli -p "$src" info keyspace | tr -d '\r' | grep '^db' | tr '\n' ' ')
