@@ -33,7 +33,7 @@ cargo build --workspace
 echo "==> cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace --all-targets 2>&1 | tee "$log"
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
 # Totals over every test binary, for the closing line.
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
 echo "==> benchmark smoke test (debug build, quick sizes; figures are not meaningful here)"

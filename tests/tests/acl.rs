@@ -298,7 +298,9 @@ fn sync_into_a_cluster_with_the_documented_minimal_rules() {
         !out.status.success()
             && out
                 .stderr
-                .contains("replicant: target: CLUSTER SLOTS refused: NOPERM")
+                .lines()
+                .any(|l| l.starts_with("replicant: target: ")
+                    && l.contains("CLUSTER SLOTS refused: NOPERM"))
             && out.stderr.contains("'cluster|slots'"),
         "{}",
         out.describe()

@@ -108,6 +108,11 @@ pub async fn before_sync(args: &SyncArgs, resuming: bool) -> Result<(), Fatal> {
         }
     }
     match findings.into_iter().find(|f| f.verdict == Verdict::Fail) {
+        // A side that cannot be reached: the connection's own error says it all.
+        Some(f) if f.name.ends_with("connection") => Err(Fatal {
+            side: f.side,
+            what: f.reason,
+        }),
         Some(f) => Err(Fatal {
             side: f.side,
             what: format!(

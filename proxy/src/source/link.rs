@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use replay::cmd::Command;
 use replay::dest::{Applied, Op, Sink, SinkError};
-use replay::net::{Endpoint, WriteHalf};
+use replay::net::{Endpoint, Stream, WriteHalf};
 use replay::plan::{BatchLimits, Caps, PlanStats, RdbPlanner};
 use replay::rdb::{Limits, RdbParser};
 use replay::resp::scan::CommandScanner;
@@ -116,9 +116,9 @@ impl Link {
                 };
                 tracing::info!(replid = %resync.replid, offset = resync.offset, "partial resync: the source continues the stream, no copy");
                 let (stream, buf) = conn.into_parts();
-                let (rd, wr) = stream.into_split();
+                let (spool, wr) = spool_and_writer(stream, &cfg, seq, None)?;
                 return Ok(Link {
-                    spool: Spool::start(rd, spool_config(&cfg), &format!("link{seq}"), None),
+                    spool,
                     wr: Some(wr),
                     buf,
                     resync,
@@ -150,7 +150,6 @@ impl Link {
             }
         };
         let (stream, buf) = conn.into_parts();
-        let (rd, wr) = stream.into_split();
         // The source streams only after a first ACK once the snapshot has arrived: the acker
         // must not wait until the planner has read it.
         let end = match transfer {
@@ -173,8 +172,9 @@ impl Link {
         } else {
             Some((end, on_end))
         };
+        let (spool, wr) = spool_and_writer(stream, &cfg, seq, watch)?;
         Ok(Link {
-            spool: Spool::start(rd, spool_config(&cfg), &format!("link{seq}"), watch),
+            spool,
             wr: Some(wr),
             buf,
             resync,
@@ -476,6 +476,30 @@ impl Link {
     }
 }
 
+/// The spool reading the link (on a thread of its own for plain TCP) and the write half for
+/// the acker.
+fn spool_and_writer(
+    stream: Stream,
+    cfg: &LinkConfig,
+    seq: u64,
+    watch: Option<(SnapshotEnd, crate::spool::OnSnapshotEnd)>,
+) -> Result<(Spool, WriteHalf), SourceError> {
+    let name = format!("link{seq}");
+    match stream {
+        Stream::Tcp(tcp) => {
+            let std = tcp.into_std()?;
+            let reader = std.try_clone()?;
+            let (_, wr) = tokio::net::TcpStream::from_std(std)?.into_split();
+            let spool = Spool::start_thread(reader, spool_config(cfg), &name, watch)?;
+            Ok((spool, WriteHalf::Tcp(wr)))
+        }
+        tls => {
+            let (rd, wr) = tls.into_split();
+            Ok((Spool::start(rd, spool_config(cfg), &name, watch), wr))
+        }
+    }
+}
+
 fn spool_config(cfg: &LinkConfig) -> SpoolConfig {
     SpoolConfig {
         read_timeout: cfg.read_timeout,
@@ -524,11 +548,15 @@ async fn send(
         return Ok(());
     }
     let batch = std::mem::replace(ops, Vec::with_capacity(BATCH_OPS));
-    tokio::select! {
+    let r = tokio::select! {
         r = tx.send(batch) => r.map_err(sink_error),
         // Stopping: what is not handed over is not applied, and not acknowledged either.
         _ = stop.cancelled() => Ok(()),
-    }
+    };
+    // One thread runs every task: after each batch, let the spool read the socket (so the
+    // source never waits on the planner) and the writers write.
+    tokio::task::yield_now().await;
+    r
 }
 
 fn sink_error(e: SinkError) -> SourceError {

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use segments::{DiskQueue, SegmentError};
 
@@ -127,7 +128,9 @@ impl Shared {
 #[derive(Debug)]
 pub struct Spool {
     shared: Arc<Shared>,
-    producer: JoinHandle<()>,
+    /// The producer task, when it runs on the caller's runtime.
+    producer: Option<JoinHandle<()>>,
+    stop: CancellationToken,
     counters: Arc<SpoolCounters>,
 }
 
@@ -145,12 +148,53 @@ impl Spool {
         let shared = Arc::new(Shared::default());
         shared.lock().disk = DiskQueue::new(cfg.dir.clone(), name);
         let counters = cfg.counters.clone();
-        let producer = tokio::spawn(produce(rd, shared.clone(), cfg, snapshot));
+        let stop = CancellationToken::new();
+        let producer = tokio::spawn(produce(rd, shared.clone(), cfg, snapshot, stop.clone()));
         Spool {
             shared,
-            producer,
+            producer: Some(producer),
+            stop,
             counters,
         }
+    }
+
+    /// Like [`Spool::start`], for a plain TCP socket, on a thread of its own: the socket is
+    /// read whatever the rest of the process is doing (it runs every other task on one
+    /// thread), so a burst from the source never waits for the planner.
+    pub fn start_thread(
+        rd: std::net::TcpStream,
+        cfg: SpoolConfig,
+        name: &str,
+        snapshot: Option<(SnapshotEnd, OnSnapshotEnd)>,
+    ) -> std::io::Result<Spool> {
+        let shared = Arc::new(Shared::default());
+        shared.lock().disk = DiskQueue::new(cfg.dir.clone(), name);
+        let counters = cfg.counters.clone();
+        let stop = CancellationToken::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (sh, st) = (shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("spool".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    match tokio::net::TcpStream::from_std(rd) {
+                        Ok(s) => produce(s, sh, cfg, snapshot, st).await,
+                        Err(e) => {
+                            sh.lock().end = Some(SpoolEnd::Io(e));
+                            sh.data.notify_one();
+                        }
+                    }
+                });
+            })?;
+        Ok(Spool {
+            shared,
+            producer: None,
+            stop,
+            counters,
+        })
     }
 
     pub fn stats(&self) -> SpoolStats {
@@ -195,7 +239,10 @@ impl Spool {
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        self.producer.abort();
+        self.stop.cancel();
+        if let Some(p) = &self.producer {
+            p.abort();
+        }
         self.shared.lock().disk.remove_all();
     }
 }
@@ -205,6 +252,7 @@ async fn produce<R>(
     shared: Arc<Shared>,
     cfg: SpoolConfig,
     mut snapshot: Option<(SnapshotEnd, OnSnapshotEnd)>,
+    stop: CancellationToken,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
 {
@@ -212,13 +260,20 @@ async fn produce<R>(
     // The last bytes received, to see a diskless transfer's end mark across reads.
     let mut tail: Vec<u8> = Vec::with_capacity(80);
     let end = loop {
-        if let Err(e) = wait_for_room(&shared, &cfg).await {
+        let room = tokio::select! {
+            r = wait_for_room(&shared, &cfg) => r,
+            _ = stop.cancelled() => break SpoolEnd::Closed,
+        };
+        if let Err(e) = room {
             break e;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        let read = tokio::time::timeout(cfg.read_timeout, rd.read_buf(&mut buf)).await;
+        let read = tokio::select! {
+            r = tokio::time::timeout(cfg.read_timeout, rd.read_buf(&mut buf)) => r,
+            _ = stop.cancelled() => break SpoolEnd::Closed,
+        };
         let chunk = match read {
             Err(_) => break SpoolEnd::Silent(cfg.read_timeout.as_secs()),
             Ok(Err(e)) => break SpoolEnd::Io(e),
