@@ -10,7 +10,7 @@
 //! - `spool`: the buffer (memory, then disk) between the source socket and the planner.
 //! - `state`: the state directory and its checkpoint, for continuing after a restart.
 //! - `status`: what the run reports: metrics, health, the admin port, heartbeats, summaries.
-//! - `sync`, `load`: the two commands.
+//! - `sync`, `load`: the two commands that write; `verify`: the comparison of both sides.
 #![forbid(unsafe_code)]
 
 mod apply;
@@ -24,6 +24,7 @@ mod spool;
 mod state;
 mod status;
 mod sync;
+mod verify;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -59,12 +60,21 @@ fn main() -> ExitCode {
         let stop = CancellationToken::new();
         shutdown::on_signals(stop.clone());
         match cli.command {
-            cli::Command::Sync(a) => sync::run(*a, stop).await,
-            cli::Command::Load(a) => load::run(*a, stop).await,
+            cli::Command::Sync(a) => sync::run(*a, stop).await.map(|()| ExitCode::SUCCESS),
+            cli::Command::Load(a) => load::run(*a, stop).await.map(|()| ExitCode::SUCCESS),
+            // 0 equal, 1 different, 2 could not tell (an error).
+            cli::Command::Verify(a) => match verify::run(*a, stop).await {
+                Ok(true) => Ok(ExitCode::SUCCESS),
+                Ok(false) => Ok(ExitCode::from(1)),
+                Err(e) => {
+                    eprintln!("replicant: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            },
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("replicant: {e}");
             ExitCode::FAILURE
