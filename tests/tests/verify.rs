@@ -4,7 +4,7 @@
 //! summary and in the JSON report; `outline` and `sample` modes; a changed element inside
 //! every type, small and big; a live source under a write workload converging within the
 //! re-check rounds; a cluster on either side; `--max-ops`; bad flags and unreachable or
-//! refusing servers (exit 2, one line naming the side).
+//! refusing servers (exit 2, one line naming the side); the README's least-permission user.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -563,4 +563,50 @@ fn bad_flags_and_unreachable_or_refusing_sides_exit_2() {
     // And the same server on both sides is equal.
     let v = verify(&url, &url, &[]);
     v.expect(0, &Kinds::new());
+}
+
+const VERIFY_USER: &str = "replicant-verify";
+const VERIFY_PASSWORD: &str = "verify-secret";
+
+/// The rules of the README's `ACL SETUSER replicant-verify …` line (the password placeholder
+/// replaced), without those in `leave_out`.
+fn documented_rules(leave_out: &[&str]) -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme =
+        std::fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
+    let prefix = format!("ACL SETUSER {VERIFY_USER} ");
+    let line = readme
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("the README has no `{prefix}…` line"));
+    line.split_whitespace()
+        .filter(|rule| !leave_out.contains(rule))
+        .map(|rule| match rule.strip_prefix('>') {
+            Some(_) => format!(">{VERIFY_PASSWORD}"),
+            None => rule.to_string(),
+        })
+        .collect()
+}
+
+fn set_verify_user(server: &RedisServer, rules: &[String]) {
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg(VERIFY_USER).arg("reset").arg(rules);
+    cmd.query::<()>(&mut server.client())
+        .unwrap_or_else(|err| panic!("ACL SETUSER {VERIFY_USER} {rules:?} failed: {err}"));
+}
+
+#[test]
+fn the_documented_user_may_verify() {
+    let source = RedisServer::builder().password("admin-secret").start();
+    let target = RedisServer::builder().password("admin-secret").start();
+    let url = |server: &RedisServer| server.url_with_user(Some(VERIFY_USER), Some(VERIFY_PASSWORD));
+    for server in [&source, &target] {
+        dataset::fill(&mut server.client());
+        set_verify_user(server, &documented_rules(&[]));
+    }
+    verify(&url(&source), &url(&target), &[]).expect(0, &Kinds::new());
+    // Without its reads, the target refuses: one line naming the side and the permission.
+    set_verify_user(&target, &documented_rules(&["+@read"]));
+    let output = replicant::verify(&url(&source), &url(&target), &[]);
+    expect_error(&output, "replicant: target:", &["NOPERM"]);
 }
