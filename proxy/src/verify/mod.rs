@@ -71,6 +71,10 @@ pub async fn run(args: VerifyArgs, stop: CancellationToken) -> Result<bool, Fata
         ttl_tolerance: args.ttl_tolerance,
         strict_entries_read: args.strict_entries_read,
     };
+    if let Some(path) = &args.report {
+        // Before a long comparison, not after it.
+        report::check_writable(path)?;
+    }
     let heartbeat = format!("{}heartbeat:", args.heartbeat_prefix).into_bytes();
     let src_ep = apply::endpoint(&args.source, Which::Source, &args.source_side.flags())?;
     let dst_ep = apply::endpoint(&args.target, Which::Target, &args.target_side.flags())?;
@@ -124,10 +128,10 @@ pub async fn run(args: VerifyArgs, stop: CancellationToken) -> Result<bool, Fata
         stats: &run.stats,
         diffs: &run.diffs,
     };
+    print!("{}", report::summary(&outcome, args.show));
     if let Some(path) = &args.report {
         report::write_json(path, &outcome)?;
     }
-    print!("{}", report::summary(&outcome, args.show));
     Ok(run.diffs.is_empty())
 }
 

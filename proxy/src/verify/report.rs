@@ -151,6 +151,13 @@ struct Entry {
     detail: String,
 }
 
+/// Fails unless `path` can be written (it is created, or emptied).
+pub fn check_writable(path: &Path) -> Result<(), Fatal> {
+    std::fs::File::create(path)
+        .map(drop)
+        .map_err(|e| Fatal::other(format!("--report {}: {e}", path.display())))
+}
+
 /// Writes the JSON report to `path`.
 pub fn write_json(path: &Path, o: &Outcome<'_>) -> Result<(), Fatal> {
     let s = o.stats;
