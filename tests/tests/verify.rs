@@ -4,7 +4,8 @@
 //! summary and in the JSON report; `outline` and `sample` modes; a changed element inside
 //! every type, small and big; a live source under a write workload converging within the
 //! re-check rounds; a cluster on either side; `--max-ops`; bad flags and unreachable or
-//! refusing servers (exit 2, one line naming the side); the README's least-permission user.
+//! refusing servers (exit 2, one line naming the side); the README's least-permission user;
+//! mutual TLS on both sides.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -16,7 +17,8 @@ use replicant_tests::cluster::RedisCluster;
 use replicant_tests::dataset;
 use replicant_tests::heavy_test_guard;
 use replicant_tests::replicant::{self, RunOutput, SyncProcess};
-use replicant_tests::server::RedisServer;
+use replicant_tests::server::{RedisServer, ServerTls};
+use replicant_tests::tls::TestCerts;
 use replicant_tests::workload::{Workload, WorkloadConfig};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -609,4 +611,53 @@ fn the_documented_user_may_verify() {
     set_verify_user(&target, &documented_rules(&["+@read"]));
     let output = replicant::verify(&url(&source), &url(&target), &[]);
     expect_error(&output, "replicant: target:", &["NOPERM"]);
+}
+
+#[test]
+fn over_mutual_tls_as_sync_connects() {
+    let certs = TestCerts::generate();
+    let tls = || ServerTls {
+        cert: certs.server.cert.clone(),
+        key: certs.server.key.clone(),
+        ca: certs.ca.clone(),
+        auth_clients: true,
+    };
+    let source = RedisServer::builder().tls(tls()).start();
+    let target = RedisServer::builder().tls(tls()).start();
+    for server in [&source, &target] {
+        let _: () = query(&mut server.client(), &["SET", "k", "v"]);
+    }
+    let (cert, key) = (
+        certs.client.cert.display().to_string(),
+        certs.client.key.display().to_string(),
+    );
+    let flags = |other_ca: bool| -> Vec<String> {
+        let ca = if other_ca { &certs.other_ca } else { &certs.ca };
+        let mut flags = Vec::new();
+        for side in ["source", "target"] {
+            flags.extend([
+                format!("--{side}-tls-ca"),
+                ca.display().to_string(),
+                format!("--{side}-tls-cert"),
+                cert.clone(),
+                format!("--{side}-tls-key"),
+                key.clone(),
+            ]);
+        }
+        flags
+    };
+    let good = flags(false);
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    verify(&source.tls_url(), &target.tls_url(), &good).expect(0, &Kinds::new());
+    let _: () = query(&mut target.client(), &["SET", "k", "changed"]);
+    verify(&source.tls_url(), &target.tls_url(), &good).expect(1, &kinds(&[(0, "k", "value")]));
+    // A CA that signed neither server: refused at connect, naming the side.
+    let bad = flags(true);
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let output = replicant::verify(&source.tls_url(), &target.tls_url(), &bad);
+    expect_error(
+        &output,
+        "replicant: source:",
+        &["TLS handshake", "UnknownIssuer"],
+    );
 }
