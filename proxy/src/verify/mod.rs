@@ -104,7 +104,7 @@ pub async fn run(args: VerifyArgs, stop: CancellationToken) -> Result<bool, Fata
     while !run.diffs.is_empty() && run.stats.rounds < args.rounds {
         tokio::select! {
             _ = tokio::time::sleep(args.round_wait) => {}
-            _ = run.stop.cancelled() => return Err(Fatal::other("interrupted")),
+            _ = run.stop.cancelled() => return Err(interrupted()),
         }
         run.stats.rounds += 1;
         run.recheck().await?;
@@ -179,6 +179,10 @@ async fn dbs_to_compare(sides: &mut Sides, db: Option<u64>) -> Result<Vec<u64>, 
     })
 }
 
+fn interrupted() -> Fatal {
+    Fatal::other("interrupted")
+}
+
 /// The state of one run.
 struct Run {
     sides: Sides,
@@ -202,7 +206,7 @@ impl Run {
             let mut cursor = Bytes::from_static(b"0");
             loop {
                 if self.stop.is_cancelled() {
-                    return Err(Fatal::other("interrupted"));
+                    return Err(interrupted());
                 }
                 let (next, keys) = self.side(from).scan(node, db, &cursor).await?;
                 let keys: Vec<Bytes> = keys
@@ -214,10 +218,10 @@ impl Run {
                 self.stats.checked[i] += keys.len() as u64;
                 for batch in keys.chunks(BATCH) {
                     match from {
-                        Which::Source => self.check(db, batch).await?,
+                        Which::Source => self.check(db, batch, false).await?,
                         Which::Target => {
                             let missing = self.missing_on_source(db, batch).await?;
-                            self.check(db, &missing).await?;
+                            self.check(db, &missing, false).await?;
                         }
                     }
                 }
@@ -238,18 +242,22 @@ impl Run {
         }
     }
 
-    async fn check(&mut self, db: u64, keys: &[Bytes]) -> Result<(), Fatal> {
+    /// Checks `keys` and records what was found; counted in the summary unless `recheck`.
+    /// A signal stops it at once, even inside a big key.
+    async fn check(&mut self, db: u64, keys: &[Bytes], recheck: bool) -> Result<(), Fatal> {
         if keys.is_empty() {
             return Ok(());
         }
-        let found = check::check(
-            &mut self.sides,
-            db,
-            keys,
-            &self.opts,
-            &mut self.stats.counts,
-        )
-        .await?;
+        let mut uncounted = Counts::default();
+        let counts = if recheck {
+            &mut uncounted
+        } else {
+            &mut self.stats.counts
+        };
+        let found = tokio::select! {
+            found = check::check(&mut self.sides, db, keys, &self.opts, counts) => found?,
+            _ = self.stop.cancelled() => return Err(interrupted()),
+        };
         for (key, diffs) in found {
             self.diffs.record(db, key, diffs);
         }
@@ -270,17 +278,9 @@ impl Run {
 
     /// Checks every differing key again; keeps those that still differ.
     async fn recheck(&mut self) -> Result<(), Fatal> {
-        let mut counts = Counts::default();
         for (db, keys) in self.diffs.keys_by_db() {
             for batch in keys.chunks(BATCH) {
-                if self.stop.is_cancelled() {
-                    return Err(Fatal::other("interrupted"));
-                }
-                let found =
-                    check::check(&mut self.sides, db, batch, &self.opts, &mut counts).await?;
-                for (key, diffs) in found {
-                    self.diffs.record(db, key, diffs);
-                }
+                self.check(db, batch, true).await?;
             }
         }
         Ok(())
