@@ -1,6 +1,8 @@
-//! The command line: `replicant sync` and `replicant load`, their flags and defaults.
+//! The command line: `replicant sync`, `replicant load` and `replicant verify`, their flags
+//! and defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use replay::net::TlsOptions;
@@ -45,6 +47,9 @@ pub enum Command {
     Cutover(CutoverArgs),
     /// Replay an RDB file onto the target and exit.
     Load(Box<LoadArgs>),
+    /// Compare the source and the target key by key, both ways. Exit status: 0 equal,
+    /// 1 different, 2 error.
+    Verify(Box<VerifyArgs>),
 }
 
 /// Options of the destination writer and the planner, shared by `sync` and `load`.
@@ -168,6 +173,92 @@ pub struct LoadArgs {
     pub apply: ApplyArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Source: redis[s]://[[user]:password@]host[:port] (rediss: TLS), a standalone server or
+    /// any node of a cluster. The password may instead come from REPLICANT_SOURCE_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    #[command(flatten)]
+    pub source_side: SourceSide,
+    /// Target: as --source. The password may instead come from REPLICANT_TARGET_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    #[command(flatten)]
+    pub target_side: TargetSide,
+    /// full: every value (big keys in chunks); outline: type, length and TTL only; sample:
+    /// like full, for a share of the keys (--ratio).
+    #[arg(long, value_enum, default_value_t = VerifyMode::Full)]
+    pub mode: VerifyMode,
+    /// The share of keys checked with --mode sample, above 0 and at most 1 (default 0.1).
+    #[arg(long, value_name = "RATIO")]
+    pub ratio: Option<f64>,
+    /// Which keys --mode sample picks (the same seed picks the same keys).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+    /// The largest difference between the two sides' TTLs that still counts as equal
+    /// (e.g. 500ms, 2s; a bare number is seconds).
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ttl_tolerance: Duration,
+    /// Keys that differ are checked again this many times (a live source converges); only
+    /// keys that differ every time are reported. 0: report the first pass.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub rounds: u32,
+    /// The pause before each re-check round.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub round_wait: Duration,
+    /// Commands per second sent to each side at most (0: no limit).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_ops: u64,
+    /// Write a JSON report listing every difference to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Differing keys listed on stdout at most.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub show: usize,
+    /// Compare only this db (against a cluster: the standalone side's db N with the cluster's
+    /// db 0). Default: every db holding keys.
+    #[arg(long, value_name = "N")]
+    pub db: Option<u64>,
+    /// A stream group's entries-read must be equal; by default the target may not know it, or
+    /// know a lower count, as every replica fed the replication stream.
+    #[arg(long)]
+    pub strict_entries_read: bool,
+    /// Connect timeout, either side.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+    /// replicant's heartbeat keys on the source, `<PREFIX>heartbeat:*`, are not compared.
+    #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
+    pub heartbeat_prefix: String,
+}
+
+/// How much of each key `verify` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyMode {
+    Full,
+    Outline,
+    Sample,
+}
+
+/// A duration: `500ms`, `2s`, `1.5s`, `1m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 2s, 1m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}
+
 const SOURCE_HEADING: &str = "Source user and TLS";
 const TARGET_HEADING: &str = "Target user and TLS";
 
@@ -273,4 +364,21 @@ pub struct CutoverArgs {
     /// Unpause the source as soon as the destination is ready (abort path, or a rehearsal).
     #[arg(long)]
     pub resume_source: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
 }

@@ -10,7 +10,7 @@
 //! - `spool`: the buffer (memory, then disk) between the source socket and the planner.
 //! - `state`: the state directory and its checkpoint, for continuing after a restart.
 //! - `status`: what the run reports: metrics, health, the admin port, heartbeats, summaries.
-//! - `sync`, `load`: the two commands.
+//! - `sync`, `load`: the two commands that write; `verify`: the comparison of both sides.
 #![forbid(unsafe_code)]
 
 mod apply;
@@ -26,6 +26,7 @@ mod spool;
 mod state;
 mod status;
 mod sync;
+mod verify;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -66,6 +67,10 @@ fn main() -> ExitCode {
             cli::Command::Check(a) => (check::run(&a).await, 2),
             cli::Command::Cutover(a) => (cutover::run(&a).await.map(|()| 0), 1),
             cli::Command::Load(a) => (load::run(*a, stop).await.map(|()| 0), 1),
+            // 0 equal, 1 different, 2 could not tell (an error).
+            cli::Command::Verify(a) => {
+                (verify::run(*a, stop).await.map(|equal| u8::from(!equal)), 2)
+            }
         }
     });
     match result {

@@ -11,7 +11,7 @@
 //! - [`server`]: `RedisServer`, a builder that starts a `redis-server` (optionally loading an
 //!   RDB file, optionally with TLS on a second port) and kills it on drop.
 //! - [`replicant`]: finds the `replicant` binary; runs `replicant sync` as a supervised child
-//!   and `replicant load` to completion, both under deadlines.
+//!   and `replicant load` and `replicant verify` to completion, all under deadlines.
 //! - [`barrier`]: reads the source's `INFO replication` and waits until the replica (replicant)
 //!   has acknowledged everything the source wrote: the sync barrier.
 //! - [`cluster`]: `RedisCluster`, N masters (and R replicas each) made with `redis-cli

@@ -1,4 +1,5 @@
-//! Running the `replicant` binary: `sync` as a supervised child, `load` to completion.
+//! Running the `replicant` binary: `sync` as a supervised child, `load` and `verify` to
+//! completion.
 //!
 //! The binary is `$REPLICANT_BIN` if set, else `debug/replicant` under `$CARGO_TARGET_DIR` or
 //! the workspace's `target/`. It is built by `cargo build --workspace`, not by this package,
@@ -23,6 +24,8 @@ use crate::wait::{self, Check};
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default deadline for `replicant load` (scaled).
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The deadline for `replicant verify` (scaled).
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Warning and error lines of the log a failure shows, at most.
 const FIRST_WARNINGS: usize = 10;
 /// The environment variables that carry passwords.
@@ -147,6 +150,16 @@ pub fn load_with_args(
     ];
     args.extend(extra.iter().map(OsString::from));
     run(&args, &[], timeout)
+}
+
+/// `replicant verify --source SOURCE --target TARGET EXTRA…`, under [`VERIFY_TIMEOUT`].
+pub fn verify(source_url: &str, target_url: &str, extra: &[&str]) -> RunOutput {
+    let mut args: Vec<OsString> = ["verify", "--source", source_url, "--target", target_url]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.extend(extra.iter().map(OsString::from));
+    run(&args, &[], VERIFY_TIMEOUT)
 }
 
 /// Runs `replicant ARGS` with extra environment `env` until it exits or `timeout` (scaled).

@@ -57,6 +57,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
+    /// Sends several commands in one write, for pipelining: read their replies with
+    /// [`Conn::read_frame`], in order.
+    pub async fn send_many(&mut self, cmds: &[Command]) -> Result<(), ConnError> {
+        let mut out = BytesMut::with_capacity(cmds.iter().map(Command::len).sum());
+        for cmd in cmds {
+            for c in cmd.chunks() {
+                out.extend_from_slice(c);
+            }
+        }
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
     /// Reads one RESP frame.
     pub async fn read_frame(&mut self) -> Result<Frame, ConnError> {
         loop {
