@@ -1,6 +1,6 @@
 //! `replicant check` answers before a migration: a good pair passes (exit 0); a destination
 //! that may evict (`maxmemory-policy allkeys-lru`), a destination that is not empty, and a
-//! source user without permission to PSYNC each fail (exit 2) with the reason in the table;
+//! source user without permission to PSYNC (asked with `ACL DRYRUN`) each fail (exit 2) with the reason in the table;
 //! and `sync` runs the same checks first: it refuses a non-empty destination at once, unless
 //! `--skip-check`.
 
@@ -93,7 +93,7 @@ fn a_source_user_without_psync_fails() {
     assert_eq!(out.status.code(), Some(2), "{}", out.describe());
     let r = row(&out, "source PSYNC permission");
     assert!(
-        r.starts_with("FAIL") && r.contains("NOPERM") && r.contains("psync"),
+        r.starts_with("FAIL") && r.contains("no permissions") && r.contains("psync"),
         "{r}"
     );
     assert!(

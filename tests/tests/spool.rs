@@ -103,7 +103,12 @@ fn a_paused_destination_fills_the_spool_not_the_sources_buffer() {
         "{}",
         sync.log_tail(20)
     );
-    assert_eq!(info_field(&source, "stats", "sync_full"), 1, "no re-copy");
+    if info_field(&source, "stats", "sync_full") != 1 {
+        sync.fail(&format!(
+            "the source copied again\n--- source log ---\n{}",
+            source.log_tail(30)
+        ));
+    }
     let source_log = std::fs::read_to_string(source.dir().join("redis.log")).unwrap_or_default();
     assert!(
         !source_log.contains("output buffer limits"),

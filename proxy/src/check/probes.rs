@@ -9,7 +9,6 @@ use replay::dest::probe;
 use replay::net::{connect_and_auth, Endpoint, Stream};
 use replay::plan::caps::{info_field, Caps};
 use replay::resp::{frame_error, frame_text, Conn};
-use tokio::io::AsyncWriteExt;
 
 use super::{Finding, Verdict};
 use crate::apply;
@@ -93,7 +92,7 @@ pub async fn all(args: &SyncArgs, resuming: bool) -> Result<Vec<Finding>, Fatal>
             if let Ok(f) = &f {
                 source_buffers(&mut c, f, &mut out).await;
             }
-            psync_allowed(c, &mut out).await;
+            psync_allowed(&mut c, source.user.as_deref(), &mut out).await;
             match f {
                 Ok(f) => Some(f),
                 Err(e) => {
@@ -162,41 +161,29 @@ async fn connect(
     }
 }
 
-/// PSYNC may not be tried for real (the source would start a snapshot). A PSYNC that arrives
-/// in the same read as a PING is refused by the source while PING's reply is still pending —
-/// after the ACL check — so NOPERM means no permission, the pending-output error means yes.
-async fn psync_allowed(c: Conn<Stream>, out: &mut Vec<Finding>) {
+/// PSYNC may not be tried for real (the source would start a snapshot): `ACL DRYRUN` asks the
+/// source whether the user may run it. A user that may not run `ACL DRYRUN` (or a source
+/// older than 7.0) leaves the question to the sync's handshake.
+async fn psync_allowed(c: &mut Conn<Stream>, user: Option<&str>, out: &mut Vec<Finding>) {
     const NAME: &str = "source PSYNC permission";
-    let (mut stream, _) = c.into_parts();
-    if let Err(e) = stream.write_all(b"PING\r\nPSYNC ? -1\r\n").await {
-        out.push(
-            Finding::new(NAME, Verdict::Warn, format!("could not probe: {e}")).on(Side::Source),
-        );
-        return;
-    }
-    let _ = stream.flush().await;
-    let mut conn = Conn::new(stream);
-    let replies = async {
-        let ping = conn.read_frame().await?;
-        let psync = conn.read_frame().await?;
-        Ok::<_, replay::resp::ConnError>((ping, psync))
-    };
-    let finding = match tokio::time::timeout(Duration::from_secs(10), replies).await {
-        Ok(Ok((_, psync))) => match frame_error(&psync) {
-            Some(e) if e.starts_with("NOPERM") => Finding::new(
+    let user = user.unwrap_or("default");
+    let finding = match c.call(&["ACL", "DRYRUN", user, "PSYNC", "?", "-1"]).await {
+        Ok(r) => match (frame_error(&r), frame_text(&r)) {
+            (None, t) if t == "OK" => {
+                Finding::new(NAME, Verdict::Pass, format!("{user} may run PSYNC"))
+            }
+            (None, t) => Finding::new(
                 NAME,
                 Verdict::Fail,
-                format!("the source user may not replicate: {e}"),
+                format!("the source user may not replicate: {t}"),
             ),
-            Some(e) if e.contains("pending output") => {
-                Finding::new(NAME, Verdict::Pass, "the user may run PSYNC")
-            }
-            Some(e) => Finding::new(NAME, Verdict::Warn, format!("PSYNC answered {e}")),
-            // The probe became a real PSYNC; dropping the connection ends it.
-            None => Finding::new(NAME, Verdict::Pass, "the user may run PSYNC"),
+            (Some(e), _) => Finding::new(
+                NAME,
+                Verdict::Warn,
+                format!("not probed (ACL DRYRUN refused: {e}); the sync's handshake will tell"),
+            ),
         },
-        Ok(Err(e)) => Finding::new(NAME, Verdict::Warn, format!("could not probe: {e}")),
-        Err(_) => Finding::new(NAME, Verdict::Warn, "could not probe: no answer in 10 s"),
+        Err(e) => Finding::new(NAME, Verdict::Warn, format!("could not probe: {e}")),
     };
     out.push(finding.on(Side::Source));
 }
