@@ -55,37 +55,38 @@ fn a_paused_destination_fills_the_spool_not_the_sources_buffer() {
         .query(&mut target.client())
         .expect("CLIENT PAUSE");
     let paused = Instant::now();
-    // 60 MB of writes, in pipelined batches of 100 SETs of 10 KB.
+    // 60 MB of writes over the first 15 s of the pause (4 MB/s, past what the output buffer
+    // limit lets the source hold for a replica that stops reading), in pipelined batches of
+    // 100 SETs of 10 KB; the source must keep its replica all along.
     let value = "v".repeat(10 * 1024);
-    let mut written = 0usize;
-    let mut batch = 0u64;
-    while written < 60 << 20 {
-        let mut pipe = redis::pipe();
-        for i in 0..100 {
-            pipe.cmd("SET")
-                .arg(format!("big:{batch}:{i}"))
-                .arg(&value)
-                .ignore();
-        }
-        let _: () = pipe.query(&mut con).expect("pipelined SETs");
-        written += 100 * value.len();
-        batch += 1;
-    }
-    // The destination stays paused; the source must keep its replica all along.
     let mut spilled = false;
+    let mut batch = 0u32;
     while paused.elapsed() < PAUSE {
+        if batch < 60 && paused.elapsed() >= Duration::from_millis(250) * batch {
+            let mut pipe = redis::pipe();
+            for i in 0..100 {
+                pipe.cmd("SET")
+                    .arg(format!("big:{batch}:{i}"))
+                    .arg(&value)
+                    .ignore();
+            }
+            let _: () = pipe.query(&mut con).expect("pipelined SETs");
+            batch += 1;
+        }
         if let Err(e) = sync.check_running() {
             sync.fail(&e);
         }
-        assert_eq!(
-            info_field(&source, "replication", "connected_slaves"),
-            1,
-            "the source dropped replicant {:?} into the pause",
-            paused.elapsed()
-        );
+        if info_field(&source, "replication", "connected_slaves") != 1 {
+            sync.fail(&format!(
+                "the source dropped replicant {:?} into the pause\n--- source log ---\n{}",
+                paused.elapsed(),
+                source.log_tail(20)
+            ));
+        }
         spilled |= sync.log().contains("spooling the stream to disk");
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(batch, 60, "all 60 MB written during the pause");
     assert!(
         spilled,
         "the spool never went to disk:\n{}",
