@@ -129,7 +129,7 @@ pub struct SyncArgs {
     pub on_full_resync: OnFullResync,
     /// Bytes from the source held in memory when the destination is slower than the source,
     /// before spooling to disk.
-    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub spool_memory: usize,
     /// Bytes spooled to disk at most; past it, reading from the source pauses.
     #[arg(long, default_value_t = 4 << 30, value_name = "BYTES")]
