@@ -130,6 +130,22 @@ pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination,
     })
 }
 
+/// The keys of every db in the text of `INFO keyspace` (`db0:keys=N,...` lines).
+pub fn keyspace_keys(info: &str) -> u64 {
+    info.lines()
+        .filter(|l| l.starts_with("db"))
+        .filter_map(|l| {
+            l.split_once(':')?
+                .1
+                .split(',')
+                .next()?
+                .strip_prefix("keys=")?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 /// Keys on the destination (every db; every master of a cluster), from `INFO keyspace`.
 pub async fn key_count(nodes: &[Endpoint], timeout: Duration) -> Result<u64, DestError> {
     let mut total = 0;
@@ -143,18 +159,7 @@ pub async fn key_count(nodes: &[Endpoint], timeout: Duration) -> Result<u64, Des
                 reply,
             });
         }
-        total += frame_text(&info)
-            .lines()
-            .filter_map(|l| {
-                l.split_once(':')?
-                    .1
-                    .split(',')
-                    .next()?
-                    .strip_prefix("keys=")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum::<u64>();
+        total += keyspace_keys(&frame_text(&info));
     }
     Ok(total)
 }

@@ -32,19 +32,7 @@ impl Facts {
     }
 
     fn keys(&self) -> u64 {
-        self.info
-            .lines()
-            .filter(|l| l.starts_with("db"))
-            .filter_map(|l| {
-                l.split_once(':')?
-                    .1
-                    .split(',')
-                    .next()?
-                    .strip_prefix("keys=")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
+        apply::keyspace_keys(&self.info)
     }
 
     fn dbs(&self) -> Vec<u64> {

@@ -213,24 +213,29 @@ async fn send_loop(
         while let Ok(batch) = rx.try_recv() {
             unsent.extend(batch);
         }
-        let pend: Vec<Pend> = unsent
-            .into_iter()
-            .filter_map(|op| match op {
-                Op::Cmd(cmd) => Some(Pend {
-                    offset: cmd.offset,
-                    cmd: Some(cmd),
-                    cost: 0,
-                    unsent: true,
-                }),
-                Op::Mark(_) => None,
-            })
-            .collect();
+        let pend = never_sent(unsent);
         if !pend.is_empty() {
             let _ = ptx.send(pend);
         }
         return Ok(());
     }
     result
+}
+
+/// Commands that were never written, for the receive task to hand back (marks are dropped:
+/// the sink marks again once it has sent the commands again).
+fn never_sent(ops: Vec<Op>) -> Vec<Pend> {
+    ops.into_iter()
+        .filter_map(|op| match op {
+            Op::Cmd(cmd) => Some(Pend {
+                offset: cmd.offset,
+                cmd: Some(cmd),
+                cost: 0,
+                unsent: true,
+            }),
+            Op::Mark(_) => None,
+        })
+        .collect()
 }
 
 /// The in-flight window: commands and bytes sent whose replies are not read yet.
@@ -323,18 +328,7 @@ async fn send_batches(
             // Commands were refused: nothing more goes out until the sink has sent them again,
             // so that what follows them is not applied before them.
             flush(&mut wr, &mut out).await?;
-            let pend: Vec<Pend> = batch
-                .into_iter()
-                .filter_map(|op| match op {
-                    Op::Cmd(cmd) => Some(Pend {
-                        offset: cmd.offset,
-                        cmd: Some(cmd),
-                        cost: 0,
-                        unsent: true,
-                    }),
-                    Op::Mark(_) => None,
-                })
-                .collect();
+            let pend = never_sent(batch);
             if ptx.send(pend).is_err() {
                 return Ok(());
             }
