@@ -102,6 +102,19 @@ pub fn replication_info(source: &RedisServer) -> Result<ReplicationInfo, String>
     ReplicationInfo::parse(&text)
 }
 
+/// A numeric field of `INFO <section>` (e.g. `sync_full` of `stats`); panics naming it when
+/// the server does not answer or has no such field.
+pub fn info_number(server: &RedisServer, section: &str, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query(&mut server.client())
+        .unwrap_or_else(|e| panic!("INFO {section}: {e}"));
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("INFO {section} has no {name}"))
+}
+
 /// Waits until a replica of `source` is online (the snapshot has been sent). `alive` is
 /// called on every poll and ends the wait early with its error (e.g. replicant exited).
 pub fn wait_for_replica_online(

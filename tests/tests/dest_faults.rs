@@ -17,14 +17,7 @@ use replicant_tests::workload::{Workload, WorkloadConfig};
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn sync_full(source: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query(&mut source.client())
-        .expect("INFO stats");
-    info.lines()
-        .find_map(|l| l.strip_prefix("sync_full:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("sync_full")
+    barrier::info_number(source, "stats", "sync_full")
 }
 
 fn idempotent() -> WorkloadConfig {

@@ -17,14 +17,7 @@ use replicant_tests::workload::{Workload, WorkloadConfig};
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn stat(source: &RedisServer, name: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query(&mut source.client())
-        .expect("INFO stats");
-    info.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("INFO stats has no {name}"))
+    barrier::info_number(source, "stats", name)
 }
 
 /// Syncs from `source` (reached at `source_url`) under writes, cuts the link ten times with

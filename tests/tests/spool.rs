@@ -17,14 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(180);
 const PAUSE: Duration = Duration::from_secs(60);
 
 fn info_field(server: &RedisServer, section: &str, name: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg(section)
-        .query(&mut server.client())
-        .expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("INFO {section} has no {name}"))
+    barrier::info_number(server, section, name)
 }
 
 #[test]
