@@ -10,6 +10,7 @@
 
 mod dataset;
 mod procstat;
+mod profile;
 mod runner;
 
 use std::time::Duration;
@@ -44,10 +45,17 @@ struct Cli {
     /// stream: requests per redis-benchmark test (six tests: SET INCR LPUSH SADD HSET ZADD).
     #[arg(long)]
     requests: Option<u64>,
+    /// Samples the server that applies the data (and replicant) with `perf record`, keeps the
+    /// recordings in DIR and prints the top symbols of each.
+    #[arg(long, value_name = "DIR")]
+    profile: Option<std::path::PathBuf>,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(dir) = cli.profile.clone() {
+        profile::enable(dir);
+    }
     let all = cli.scenario == Scenario::All;
     println!(
         "replicant-bench: {} ({} cores)",
@@ -233,6 +241,7 @@ fn big_key(elements: u64) {
         }
         let mut cost = r.cost();
         cost.wall = start.elapsed();
+        r.report_profiles();
         (r, cost)
     };
     r.stop();

@@ -13,6 +13,7 @@ use replicant_tests::server::RedisServer;
 
 use crate::dataset::key_count;
 use crate::procstat;
+use crate::profile::{self, Recording};
 
 /// How long any one wait may take before the run is declared broken.
 const DEADLINE: Duration = Duration::from_secs(1800);
@@ -71,6 +72,7 @@ fn poll(mut done: impl FnMut() -> bool, what: &str) {
 pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
     let replica = RedisServer::start();
     let mut c = replica.client();
+    let recording = profile::record(replica.pid(), "native-replica");
     let start = Instant::now();
     redis::cmd("REPLICAOF")
         .arg("127.0.0.1")
@@ -94,6 +96,9 @@ pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
         cpu_seconds: cpu,
         applier_cpu: cpu,
     };
+    if let Some(r) = recording {
+        r.report();
+    }
     (replica, cost)
 }
 
@@ -101,11 +106,15 @@ pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
 pub struct Replicant {
     child: Child,
     pub dst: RedisServer,
+    recordings: Vec<Recording>,
 }
 
 impl Replicant {
     pub fn start(src: &RedisServer) -> Replicant {
         let dst = RedisServer::start();
+        let mut recordings: Vec<Recording> = profile::record(dst.pid(), "replicant-destination")
+            .into_iter()
+            .collect();
         let log = std::fs::File::create(dst.dir().join("replicant.log")).expect("log file");
         let child = Command::new(replicant_binary())
             .arg("sync")
@@ -125,7 +134,19 @@ impl Replicant {
                     replicant_binary().display()
                 )
             });
-        Replicant { child, dst }
+        recordings.extend(profile::record(child.id(), "replicant"));
+        Replicant {
+            child,
+            dst,
+            recordings,
+        }
+    }
+
+    /// Prints the profiles of the destination and of replicant (with `--profile`).
+    pub fn report_profiles(&mut self) {
+        for r in self.recordings.drain(..) {
+            r.report();
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -151,6 +172,7 @@ impl Replicant {
 
     /// SIGTERM and wait.
     pub fn stop(mut self) {
+        self.report_profiles();
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -179,6 +201,7 @@ pub fn replicant_sync(src: &RedisServer, keys: u64) -> (Replicant, SyncCost) {
     let wall = start.elapsed();
     let mut cost = r.cost();
     cost.wall = wall;
+    r.report_profiles();
     (r, cost)
 }
 
