@@ -55,7 +55,8 @@ pub(crate) fn piece(
             e.arg(x);
         }),
         Piece::Zset(v) => batched(out, b"ZADD", key, &v, lim, 2, |e, (m, s)| {
-            e.arg(score(*s).as_bytes()).arg(m);
+            put_score(e, *s);
+            e.arg(m);
         }),
         Piece::Hash(v) => batched(out, b"HSET", key, &v, lim, 2, |e, (f, x)| {
             e.arg(f).arg(x);
@@ -278,14 +279,30 @@ impl Weigh for (Bytes, Bytes, u64) {
     }
 }
 
-/// A score as ZADD takes it: shortest text that reads back to the same double.
-fn score(s: f64) -> String {
-    if s == f64::INFINITY {
-        "+inf".into()
+/// Doubles whose magnitude is below this and that have no fraction are integers exactly.
+const EXACT_INT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// A score as ZADD takes it: shortest text that reads back to the same double. Whole numbers
+/// (the common case: counters, timestamps) go through the integer formatter; nothing here
+/// allocates.
+fn put_score(e: &mut Encoder, s: f64) {
+    if s.fract() == 0.0 && s.abs() < EXACT_INT && !(s == 0.0 && s.is_sign_negative()) {
+        e.int(s as i64);
+    } else if s == f64::INFINITY {
+        e.arg(b"+inf");
     } else if s == f64::NEG_INFINITY {
-        "-inf".into()
+        e.arg(b"-inf");
     } else {
-        format!("{s}")
+        use std::io::Write;
+        // Scientific notation keeps every finite double within 24 characters
+        // ("-2.2250738585072014e-308"); ZADD reads it with strtod.
+        let mut buf = [0u8; 32];
+        let mut w = &mut buf[..];
+        let n = match write!(w, "{s:e}") {
+            Ok(()) => 32 - w.len(),
+            Err(_) => 0,
+        };
+        e.arg(&buf[..n]);
     }
 }
 
@@ -399,11 +416,37 @@ mod tests {
         assert_eq!(&args(&out[1])[0][..], b"HPEXPIREAT");
     }
 
+    fn score_text(s: f64) -> String {
+        let mut e = Encoder::new(1, 32);
+        put_score(&mut e, s);
+        let c = e.finish();
+        String::from_utf8(args(&c)[0].to_vec()).expect("ascii")
+    }
+
     #[test]
     fn scores_round_trip() {
-        for s in [0.1, -2.5, 1e300, 3.0, f64::MIN_POSITIVE] {
-            assert_eq!(score(s).parse::<f64>().ok(), Some(s));
+        let cases = [
+            0.1,
+            -2.5,
+            1e300,
+            -1e300,
+            3.0,
+            f64::MIN_POSITIVE,
+            -f64::MAX,
+            9_007_199_254_740_993.0,
+            1.0e16,
+            -0.0,
+            0.0,
+            12_345_678.0,
+        ];
+        for s in cases {
+            let t = score_text(s);
+            assert!(t.len() <= 24, "{t}");
+            let back = t.parse::<f64>().expect("a number");
+            assert_eq!(back.to_bits(), s.to_bits(), "{s} as {t}");
         }
-        assert_eq!(score(f64::INFINITY), "+inf");
+        assert_eq!(score_text(12_345_678.0), "12345678");
+        assert_eq!(score_text(f64::INFINITY), "+inf");
+        assert_eq!(score_text(f64::NEG_INFINITY), "-inf");
     }
 }

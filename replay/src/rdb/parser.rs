@@ -503,13 +503,13 @@ impl RdbParser {
             }
             match reader.next_unit(buf) {
                 Ok((n, unit)) => {
-                    let key = meta.key.clone();
                     let start = self.offset;
                     let bytes = self.consume(buf, n);
-                    let State::Big { reader, .. } = &mut self.state else {
+                    let State::Big { reader, meta } = &mut self.state else {
                         return Ok(Step::Continue);
                     };
                     if let Err(f) = reader.materialize(unit, &bytes) {
+                        let key = meta.key.clone();
                         let mut e = self.fail(0, f, Some(&key));
                         if let RdbError::Corrupt { offset, .. } = &mut e {
                             *offset = start;

@@ -443,11 +443,11 @@ impl ValueReader {
             Unit::Skip => {}
             Unit::Str(r) => match self.layout {
                 Layout::String => self.push(Piece::Str(s(&r)?)),
-                _ if self.logical == Logical::Set => self.push(Piece::Set(vec![s(&r)?])),
-                _ => self.push(Piece::List(vec![s(&r)?])),
+                _ if self.logical == Logical::Set => self.push_member(s(&r)?),
+                _ => self.push_element(s(&r)?),
             },
-            Unit::Pair(f, v) => self.push(Piece::Hash(vec![(s(&f)?, s(&v)?)])),
-            Unit::Scored(m, score) => self.push(Piece::Zset(vec![(s(&m)?, score)])),
+            Unit::Pair(f, v) => self.push_pair(s(&f)?, s(&v)?),
+            Unit::Scored(m, score) => self.push_scored(s(&m)?, score),
             Unit::HashTtl { ttl, field, value } => {
                 let at = match (ttl, self.min_expire) {
                     (0, _) => 0,
@@ -456,7 +456,7 @@ impl ValueReader {
                 };
                 self.push(Piece::HashTtl(vec![(s(&field)?, s(&value)?, at)]));
             }
-            Unit::QuicklistNode { plain: true, data } => self.push(Piece::List(vec![s(&data)?])),
+            Unit::QuicklistNode { plain: true, data } => self.push_element(s(&data)?),
             Unit::QuicklistNode { plain: false, data } => {
                 let blob = s(&data)?;
                 let items = match self.layout {
@@ -626,6 +626,41 @@ impl ValueReader {
             }
         }
         Ok(())
+    }
+
+    // One element at a time, the common case of a big value: added to the last piece without
+    // a vector of its own. The weights are those of `Piece::weight`.
+
+    fn push_element(&mut self, e: Bytes) {
+        self.weight += e.len() + 16;
+        match self.pending.last_mut() {
+            Some(Piece::List(v)) => v.push(e),
+            _ => self.pending.push(Piece::List(vec![e])),
+        }
+    }
+
+    fn push_member(&mut self, m: Bytes) {
+        self.weight += m.len() + 16;
+        match self.pending.last_mut() {
+            Some(Piece::Set(v)) => v.push(m),
+            _ => self.pending.push(Piece::Set(vec![m])),
+        }
+    }
+
+    fn push_pair(&mut self, f: Bytes, x: Bytes) {
+        self.weight += f.len() + x.len() + 16;
+        match self.pending.last_mut() {
+            Some(Piece::Hash(v)) => v.push((f, x)),
+            _ => self.pending.push(Piece::Hash(vec![(f, x)])),
+        }
+    }
+
+    fn push_scored(&mut self, m: Bytes, score: f64) {
+        self.weight += m.len() + 24;
+        match self.pending.last_mut() {
+            Some(Piece::Zset(v)) => v.push((m, score)),
+            _ => self.pending.push(Piece::Zset(vec![(m, score)])),
+        }
     }
 
     /// Queues content, merging it into the last piece when it is of the same kind.
