@@ -62,8 +62,9 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub target_side: TargetSide,
     /// Values whose RDB form is larger than this are rewritten as ordinary commands in bounded
-    /// batches instead of one RESTORE.
-    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    /// batches instead of one RESTORE. A value is held whole (in the read buffer) until it is
+    /// known to be smaller, so this bounds replicant's memory too.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub restore_max_bytes: usize,
     /// Elements per rewritten command at most.
     #[arg(long, default_value_t = 512, value_name = "N")]

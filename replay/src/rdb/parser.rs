@@ -38,7 +38,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            whole_value_max: 8 << 20,
+            whole_value_max: 1 << 20,
             piece_bytes: 256 << 10,
             string_max: 512 << 20,
         }
