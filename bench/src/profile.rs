@@ -1,6 +1,8 @@
-//! `--profile DIR`: samples a process of a run with `perf record` (user and kernel stacks off,
-//! symbols only) and prints where its CPU went, so a ratio comes with its explanation.
-//! The recordings stay in DIR for `perf report -i`.
+//! `--profile DIR`: samples the whole machine with `perf record -a` (symbols only, no call
+//! stacks) while a sync runs, then prints how the samples split over processes (idle included)
+//! and the top symbols of the processes that matter, so a ratio comes with its explanation.
+//! System-wide sampling also catches threads started after the run began (replicant's spool
+//! reader) and the source's fork child. The recordings stay in DIR for `perf report -i`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,8 +10,9 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How many symbols of each recording are printed.
-const TOP: usize = 20;
+/// Lines printed of the per-process split, and symbols per process.
+const TOP_PROCESSES: usize = 8;
+const TOP_SYMBOLS: usize = 15;
 
 static DIR: OnceLock<PathBuf> = OnceLock::new();
 
@@ -19,23 +22,22 @@ pub fn enable(dir: PathBuf) {
     let _ = DIR.set(dir);
 }
 
-/// A `perf record` attached to one process.
+/// A system-wide `perf record`.
 pub struct Recording {
     child: Child,
     data: PathBuf,
     label: String,
 }
 
-/// Starts sampling `pid` into `DIR/<label>.perf.data`, or `None` without `--profile`.
-/// Returns once perf is attached (its data file exists), so nothing early is missed.
-pub fn record(pid: u32, label: &str) -> Option<Recording> {
+/// Starts sampling every CPU into `DIR/<label>.perf.data`, or `None` without `--profile`.
+/// Returns once perf is recording (its data file exists), so nothing early is missed.
+pub fn record(label: &str) -> Option<Recording> {
     let dir: &Path = DIR.get()?;
     let data = dir.join(format!("{label}.perf.data"));
     let _ = std::fs::remove_file(&data);
     let child = Command::new("perf")
-        .args(["record", "-q", "-F", "499", "-o"])
+        .args(["record", "-q", "-a", "-F", "499", "-o"])
         .arg(&data)
-        .args(["-p", &pid.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -52,28 +54,58 @@ pub fn record(pid: u32, label: &str) -> Option<Recording> {
 }
 
 impl Recording {
-    /// Stops sampling and prints the top symbols by share of samples.
-    pub fn report(mut self) {
+    /// Stops sampling; prints the split over processes, then the top symbols of each of
+    /// `processes` (pid, name).
+    pub fn report(mut self, processes: &[(u32, &str)]) {
         let _ = Command::new("kill")
             .arg("-INT")
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+        println!(
+            "\nprofile of the {} run ({}), processes by share of the samples on {} CPUs (a VM's idle CPU is \
+             seldom sampled, so shares are of busy time):",
+            self.label,
+            self.data.display(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        self.print(
+            &["--percentage", "absolute", "--sort", "pid"],
+            TOP_PROCESSES,
+        );
+        for (pid, name) in processes {
+            println!("  {name} (pid {pid}), top symbols, share of its own samples:");
+            self.print(
+                &[
+                    "--pid",
+                    &pid.to_string(),
+                    "--percentage",
+                    "relative",
+                    "--sort",
+                    "dso,symbol",
+                ],
+                TOP_SYMBOLS,
+            );
+        }
+    }
+
+    fn print(&self, args: &[&str], top: usize) {
         let out = Command::new("perf")
-            .args(["report", "--stdio", "-q", "--sort", "dso,symbol", "-i"])
+            .args(["report", "--stdio", "-q", "-i"])
             .arg(&self.data)
+            .args(args)
             .stderr(Stdio::null())
             .output();
-        println!("\nprofile of {} ({}):", self.label, self.data.display());
         match out {
             Ok(o) => {
                 let text = String::from_utf8_lossy(&o.stdout);
                 for line in text
                     .lines()
                     .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-                    .take(TOP)
+                    .take(top)
                 {
-                    println!("    {}", line.trim_end());
+                    // perf pads its columns far to the right.
+                    println!("    {}", line.trim_end().trim_end_matches(['-', ' ']));
                 }
             }
             Err(e) => println!("    perf report failed: {e}"),

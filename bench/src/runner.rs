@@ -72,7 +72,7 @@ fn poll(mut done: impl FnMut() -> bool, what: &str) {
 pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
     let replica = RedisServer::start();
     let mut c = replica.client();
-    let recording = profile::record(replica.pid(), "native-replica");
+    let recording = profile::record("native-replica");
     let start = Instant::now();
     redis::cmd("REPLICAOF")
         .arg("127.0.0.1")
@@ -97,7 +97,7 @@ pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
         applier_cpu: cpu,
     };
     if let Some(r) = recording {
-        r.report();
+        r.report(&[(replica.pid(), "native replica")]);
     }
     (replica, cost)
 }
@@ -106,15 +106,13 @@ pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
 pub struct Replicant {
     child: Child,
     pub dst: RedisServer,
-    recordings: Vec<Recording>,
+    recording: Option<Recording>,
 }
 
 impl Replicant {
     pub fn start(src: &RedisServer) -> Replicant {
         let dst = RedisServer::start();
-        let mut recordings: Vec<Recording> = profile::record(dst.pid(), "replicant-destination")
-            .into_iter()
-            .collect();
+        let recording = profile::record("replicant");
         let log = std::fs::File::create(dst.dir().join("replicant.log")).expect("log file");
         let child = Command::new(replicant_binary())
             .arg("sync")
@@ -134,18 +132,17 @@ impl Replicant {
                     replicant_binary().display()
                 )
             });
-        recordings.extend(profile::record(child.id(), "replicant"));
         Replicant {
             child,
             dst,
-            recordings,
+            recording,
         }
     }
 
-    /// Prints the profiles of the destination and of replicant (with `--profile`).
+    /// Prints the profile of the run so far: the destination and replicant (with `--profile`).
     pub fn report_profiles(&mut self) {
-        for r in self.recordings.drain(..) {
-            r.report();
+        if let Some(r) = self.recording.take() {
+            r.report(&[(self.dst.pid(), "destination"), (self.pid(), "replicant")]);
         }
     }
 
