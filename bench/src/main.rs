@@ -45,6 +45,10 @@ struct Cli {
     /// stream: requests per redis-benchmark test (six tests: SET INCR LPUSH SADD HSET ZADD).
     #[arg(long)]
     requests: Option<u64>,
+    /// stream: rounds of the three runs (no replica, native, replicant), reported one by one
+    /// and as the median of their ratios [default: 3, 1 with --quick].
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Samples the server that applies the data (and replicant) with `perf record`, keeps the
     /// recordings in DIR and prints the top symbols of each.
     #[arg(long, value_name = "DIR")]
@@ -70,6 +74,7 @@ fn main() {
         stream(
             cli.requests
                 .unwrap_or(if cli.quick { 50_000 } else { 1_000_000 }),
+            cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1),
         );
     }
     if all || cli.scenario == Scenario::BigKey {
@@ -158,54 +163,112 @@ fn used_dataset(c: &mut redis::Connection) -> u64 {
         .unwrap_or(0)
 }
 
-fn stream(requests: u64) {
-    println!("\n## stream: redis-benchmark -P 16 -c 8, {requests} requests x SET INCR LPUSH SADD HSET ZADD");
+/// One round of `stream`: the three ways, one after the other, on the same source.
+struct StreamRound {
+    alone: f64,
+    native: f64,
+    ours: f64,
+    native_lag: (u64, u64, u64),
+    ours_lag: (u64, u64, u64),
+    cpu_per_m: f64,
+}
+
+impl StreamRound {
+    fn ops_ratio(&self) -> f64 {
+        self.ours / self.native
+    }
+
+    fn lag_ratio(&self) -> f64 {
+        self.ours_lag.1 as f64 / self.native_lag.1.max(1) as f64
+    }
+}
+
+fn stream(requests: u64, rounds: usize) {
+    println!(
+        "\n## stream: redis-benchmark -P 16 -c 8, {requests} requests x SET INCR LPUSH SADD HSET ZADD, {rounds} round(s)"
+    );
     let src = source();
-    let (ops, t) = runner::load(&src, requests);
+    let mut all = Vec::new();
+    for _ in 0..rounds {
+        all.push(stream_round(&src, requests));
+    }
+    let kib = |b: u64| format!("{:.0} KiB", b as f64 / 1024.0);
+    println!("| round | run | source ops/s | lag p50 | lag p99 | lag max |");
+    println!("|---|---|---|---|---|---|");
+    for (i, r) in all.iter().enumerate() {
+        let n = i + 1;
+        println!("| {n} | no replica | {:.0} | - | - | - |", r.alone);
+        for (name, ops, lag) in [
+            ("native replica", r.native, r.native_lag),
+            ("replicant", r.ours, r.ours_lag),
+        ] {
+            println!(
+                "| {n} | {name} | {ops:.0} | {} | {} | {} |",
+                kib(lag.0),
+                kib(lag.1),
+                kib(lag.2)
+            );
+        }
+    }
+    for (i, r) in all.iter().enumerate() {
+        println!(
+            "round {}: replicant / native: ops/s {:.2}, lag p99 {:.2}; replicant CPU {:.2} s per million commands",
+            i + 1,
+            r.ops_ratio(),
+            r.lag_ratio(),
+            r.cpu_per_m
+        );
+    }
+    if rounds > 1 {
+        println!(
+            "median of {rounds} rounds: replicant / native: ops/s {:.2}, lag p99 {:.2}; replicant CPU {:.2} s per million commands",
+            median(all.iter().map(StreamRound::ops_ratio)),
+            median(all.iter().map(StreamRound::lag_ratio)),
+            median(all.iter().map(|r| r.cpu_per_m))
+        );
+    }
+}
+
+fn stream_round(src: &RedisServer, requests: u64) -> StreamRound {
+    let (ops, t) = runner::load(src, requests);
     let alone = ops as f64 / t;
 
-    let (replica, _) =
-        runner::native_sync(&src, dataset::key_count(&mut src.client()).unwrap_or(0));
-    runner::wait_caught_up(&src);
-    let sampler = LagSampler::start(&src);
-    let (ops, t) = runner::load(&src, requests);
+    let (replica, _) = runner::native_sync(src, dataset::key_count(&mut src.client()).unwrap_or(0));
+    runner::wait_caught_up(src);
+    let sampler = LagSampler::start(src);
+    let (ops, t) = runner::load(src, requests);
     let native_lag = sampler.finish();
     let native = ops as f64 / t;
     drop(replica);
 
-    let r = Replicant::start(&src);
-    runner::wait_caught_up(&src);
+    let r = Replicant::start(src);
+    runner::wait_caught_up(src);
     let cpu0 = r.cost().cpu_seconds.unwrap_or(0.0);
-    let sampler = LagSampler::start(&src);
-    let (ops, t) = runner::load(&src, requests);
+    let sampler = LagSampler::start(src);
+    let (ops, t) = runner::load(src, requests);
     let ours_lag = sampler.finish();
-    runner::wait_caught_up(&src);
+    runner::wait_caught_up(src);
     let cpu = r.cost().cpu_seconds.unwrap_or(0.0) - cpu0;
     let ours = ops as f64 / t;
     r.stop();
+    StreamRound {
+        alone,
+        native,
+        ours,
+        native_lag,
+        ours_lag,
+        cpu_per_m: cpu / (ops as f64 / 1e6),
+    }
+}
 
-    println!("| run | source ops/s | lag p50 | lag p99 | lag max |");
-    println!("|---|---|---|---|---|");
-    println!("| no replica | {alone:.0} | - | - | - |");
-    let kib = |b: u64| format!("{:.0} KiB", b as f64 / 1024.0);
-    println!(
-        "| native replica | {native:.0} | {} | {} | {} |",
-        kib(native_lag.0),
-        kib(native_lag.1),
-        kib(native_lag.2)
-    );
-    println!(
-        "| replicant | {ours:.0} | {} | {} | {} |",
-        kib(ours_lag.0),
-        kib(ours_lag.1),
-        kib(ours_lag.2)
-    );
-    println!(
-        "replicant / native: ops/s {:.2}, lag p99 {:.2}; replicant CPU {:.2} s per million commands",
-        ours / native,
-        ours_lag.1 as f64 / native_lag.1.max(1) as f64,
-        cpu / (ops as f64 / 1e6)
-    );
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn big_key(elements: u64) {
