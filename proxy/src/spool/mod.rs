@@ -29,6 +29,12 @@ use segments::{DiskQueue, SegmentError};
 /// Bytes read from the socket at most per read.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// After a small read, the producer waits this long before reading again, so that a steady
+/// stream of small writes from the source is taken (and handed to the link, and written to the
+/// destination) in fewer, larger pieces: one wake-up of each thread per millisecond at most,
+/// instead of one per write of the source. Bulk transfers (full reads) never wait.
+const COALESCE: Duration = Duration::from_millis(1);
+
 /// Bounds of a spool.
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -280,6 +286,7 @@ async fn produce<R>(
             Ok(Ok(0)) => break SpoolEnd::Closed,
             Ok(Ok(_)) => buf.split().freeze(),
         };
+        let small = chunk.len() < READ_CHUNK / 4;
         cfg.counters
             .received
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -306,6 +313,12 @@ async fn produce<R>(
             break e;
         }
         shared.data.notify_one();
+        if small {
+            tokio::select! {
+                _ = tokio::time::sleep(COALESCE) => {}
+                _ = stop.cancelled() => break SpoolEnd::Closed,
+            }
+        }
     };
     shared.lock().end = Some(end);
     shared.data.notify_one();
