@@ -233,12 +233,16 @@ fn stream_round(src: &RedisServer, requests: u64) -> StreamRound {
     let (ops, t) = runner::load(src, requests);
     let alone = ops as f64 / t;
 
-    let (replica, _) = runner::native_sync(src, dataset::key_count(&mut src.client()).unwrap_or(0));
+    let keys = dataset::key_count(&mut src.client()).unwrap_or(0);
+    let (replica, _, recording) = runner::native_sync_recorded(src, keys);
     runner::wait_caught_up(src);
     let sampler = LagSampler::start(src);
     let (ops, t) = runner::load(src, requests);
     let native_lag = sampler.finish();
     let native = ops as f64 / t;
+    if let Some(r) = recording {
+        r.report(&[(replica.pid(), "native replica")]);
+    }
     drop(replica);
 
     let r = Replicant::start(src);

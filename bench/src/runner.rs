@@ -70,6 +70,19 @@ fn poll(mut done: impl FnMut() -> bool, what: &str) {
 
 /// A native replica of `src`, from `REPLICAOF` until it holds `keys` keys with the link up.
 pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
+    let (replica, cost, recording) = native_sync_recorded(src, keys);
+    if let Some(r) = recording {
+        r.report(&[(replica.pid(), "native replica")]);
+    }
+    (replica, cost)
+}
+
+/// [`native_sync`], with the profile (under `--profile`) still recording, for the caller to
+/// report when what it measures is over.
+pub fn native_sync_recorded(
+    src: &RedisServer,
+    keys: u64,
+) -> (RedisServer, SyncCost, Option<Recording>) {
     let replica = RedisServer::start();
     let mut c = replica.client();
     let recording = profile::record("native-replica");
@@ -96,10 +109,7 @@ pub fn native_sync(src: &RedisServer, keys: u64) -> (RedisServer, SyncCost) {
         cpu_seconds: cpu,
         applier_cpu: cpu,
     };
-    if let Some(r) = recording {
-        r.report(&[(replica.pid(), "native replica")]);
-    }
-    (replica, cost)
+    (replica, cost, recording)
 }
 
 /// A running `replicant sync`.
