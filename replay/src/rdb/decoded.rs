@@ -33,9 +33,9 @@ impl Piece {
     pub fn weight(&self) -> usize {
         match self {
             Piece::Str(b) => b.len(),
-            Piece::List(v) | Piece::Set(v) => v.iter().map(|b| b.len() + 16).sum(),
-            Piece::Zset(v) => v.iter().map(|(m, _)| m.len() + 24).sum(),
-            Piece::Hash(v) => v.iter().map(|(f, x)| f.len() + x.len() + 16).sum(),
+            Piece::List(v) | Piece::Set(v) => v.iter().map(Self::element_weight).sum(),
+            Piece::Zset(v) => v.iter().map(|(m, _)| Self::scored_weight(m)).sum(),
+            Piece::Hash(v) => v.iter().map(|(f, x)| Self::pair_weight(f, x)).sum(),
             Piece::HashTtl(v) => v.iter().map(|(f, x, _)| f.len() + x.len() + 24).sum(),
             Piece::StreamEntries(v) => v
                 .iter()
@@ -50,6 +50,21 @@ impl Piece {
             Piece::StreamMeta(_) => 64,
             Piece::StreamGroup(g) => 64 + g.pending.len() * 48,
         }
+    }
+
+    /// Weight of one list element or set member.
+    pub(crate) fn element_weight(e: &Bytes) -> usize {
+        e.len() + 16
+    }
+
+    /// Weight of one sorted set member with its score.
+    pub(crate) fn scored_weight(m: &Bytes) -> usize {
+        m.len() + 24
+    }
+
+    /// Weight of one hash field with its value.
+    pub(crate) fn pair_weight(f: &Bytes, x: &Bytes) -> usize {
+        f.len() + x.len() + 16
     }
 
     /// Number of elements (list items, members, fields, entries) in this piece.

@@ -629,10 +629,10 @@ impl ValueReader {
     }
 
     // One element at a time, the common case of a big value: added to the last piece without
-    // a vector of its own. The weights are those of `Piece::weight`.
+    // a vector of its own, weighed as `Piece::weight` weighs it.
 
     fn push_element(&mut self, e: Bytes) {
-        self.weight += e.len() + 16;
+        self.weight += Piece::element_weight(&e);
         match self.pending.last_mut() {
             Some(Piece::List(v)) => v.push(e),
             _ => self.pending.push(Piece::List(vec![e])),
@@ -640,7 +640,7 @@ impl ValueReader {
     }
 
     fn push_member(&mut self, m: Bytes) {
-        self.weight += m.len() + 16;
+        self.weight += Piece::element_weight(&m);
         match self.pending.last_mut() {
             Some(Piece::Set(v)) => v.push(m),
             _ => self.pending.push(Piece::Set(vec![m])),
@@ -648,7 +648,7 @@ impl ValueReader {
     }
 
     fn push_pair(&mut self, f: Bytes, x: Bytes) {
-        self.weight += f.len() + x.len() + 16;
+        self.weight += Piece::pair_weight(&f, &x);
         match self.pending.last_mut() {
             Some(Piece::Hash(v)) => v.push((f, x)),
             _ => self.pending.push(Piece::Hash(vec![(f, x)])),
@@ -656,7 +656,7 @@ impl ValueReader {
     }
 
     fn push_scored(&mut self, m: Bytes, score: f64) {
-        self.weight += m.len() + 24;
+        self.weight += Piece::scored_weight(&m);
         match self.pending.last_mut() {
             Some(Piece::Zset(v)) => v.push((m, score)),
             _ => self.pending.push(Piece::Zset(vec![(m, score)])),
