@@ -2,7 +2,7 @@
 //! chunks (the file is never read whole).
 
 use bytes::BytesMut;
-use replay::dest::Op;
+use replay::cmd::Op;
 use replay::plan::RdbPlanner;
 use replay::rdb::{Limits, RdbParser};
 use tokio::io::AsyncReadExt;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use replay::cluster::DbMap;
-use replay::cmd::Command;
-use replay::dest::{Op, Sink};
+use replay::cmd::{Command, Op};
+use replay::dest::Sink;
 use replay::net::Endpoint;
 use replay::rdb::Limits;
 use tokio_util::sync::CancellationToken;

@@ -102,6 +102,14 @@ impl Command {
     }
 }
 
+/// One thing for the pipeline to do, in order: a command, or a point in the source's stream.
+#[derive(Debug)]
+pub enum Op {
+    Cmd(Command),
+    /// The source offset reached once everything before this is applied.
+    Mark(u64),
+}
+
 /// Incremental encoder for commands whose argument count is known up front (e.g. RPUSH of a
 /// batch of elements).
 #[derive(Debug)]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use replay::cmd::Command;
-use replay::dest::{Applied, Op, Sink, SinkError};
+use replay::cmd::{Command, Op};
+use replay::dest::{Applied, Sink, SinkError};
 use replay::net::{Endpoint, Stream, WriteHalf};
 use replay::plan::{BatchLimits, Caps, PlanStats, RdbPlanner};
 use replay::rdb::{Limits, RdbParser};

@@ -3,8 +3,7 @@
 //! the source offset each forwarded command completes. Pure: no I/O.
 
 use bytes::Bytes;
-use replay::cmd::Command;
-use replay::dest::Op;
+use replay::cmd::{Command, Op};
 use replay::resp::scan::CommandFrame;
 
 /// What a frame of the stream is.

@@ -11,8 +11,7 @@ use bytes::Bytes;
 use super::keys::{keys, split_kind, Keys, Split};
 use super::slot::key_slot;
 use super::topology::Topology;
-use crate::cmd::{Command, Encoder};
-use crate::dest::Op;
+use crate::cmd::{Command, Encoder, Op};
 use crate::display::printable;
 use crate::resp::peek_args;
 

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use super::recovery::{Recovery, Returned};
 use super::writer::{Writer, WriterConfig};
-use super::{probe, DestError, Op, Progress};
+use super::{probe, DestError, Progress};
 use crate::cluster::{NodeAddr, RouteStats, Router, Topology};
 use crate::cmd::Command;
+use crate::cmd::Op;
 use crate::net::Endpoint;
 
 /// The progress of every writer of a destination (the set changes with the cluster).

@@ -18,7 +18,7 @@ pub use cluster_sink::{Applied, ClusterSink};
 pub use queue::{Closed, OpSender};
 pub use single_sink::SingleSink;
 pub use sink::{Sink, SinkError};
-pub use writer::{Op, Writer, WriterConfig};
+pub use writer::{Writer, WriterConfig};
 
 use crate::cluster::topology::{self, Topology};
 use crate::net::{connect_and_auth, ConnectError, Endpoint};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use super::writer::Op;
+use crate::cmd::Op;
 
 /// A batch in the queue with the byte permits it holds.
 #[derive(Debug)]

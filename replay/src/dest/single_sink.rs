@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use super::cluster_sink::Applied;
 use super::recovery::{returned_kind, Recovery, Returned};
 use super::writer::{Writer, WriterConfig};
-use super::{DestError, Op, OpSender, Progress, SinkError};
+use super::{DestError, OpSender, Progress, SinkError};
 use crate::cmd::Command;
+use crate::cmd::Op;
 use crate::net::{connect_and_auth, Endpoint};
 use crate::resp::frame_error;
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::cluster_sink::{Applied, ClusterSink};
 use super::single_sink::SingleSink;
-use super::{Closed, DestError, Op};
+use super::{Closed, DestError};
 use crate::cluster::{RouteError, RouteStats};
+use crate::cmd::Op;
 use crate::net::Endpoint;
 
 /// Why a batch could not be handed over.

@@ -21,18 +21,10 @@ use super::recovery::{returned_kind, Recovery, Returned};
 use super::reply::{classify_error, Action};
 use super::tx_track::{Outcome, Seen, Transactions};
 use super::{DestError, Progress};
-use crate::cmd::Command;
+use crate::cmd::{Command, Op};
 use crate::display::printable;
 use crate::net::{connect_and_auth, Endpoint, ReadHalf, WriteHalf};
 use crate::resp::scan::scan_reply;
-
-/// One thing for the writer to do, in order.
-#[derive(Debug)]
-pub enum Op {
-    Cmd(Command),
-    /// The source offset reached once everything before this is applied.
-    Mark(u64),
-}
 
 /// Bounds of a writer.
 #[derive(Debug, Clone)]
