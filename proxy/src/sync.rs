@@ -24,7 +24,6 @@ use crate::source::acker::{self, AckState};
 use crate::source::handshake::FullResync;
 use crate::source::link::{Link, LinkConfig, Session};
 use crate::source::probe::{probe, SourceInfo};
-use crate::source::stream::StreamState;
 use crate::source::SourceError;
 use crate::spool::{SpoolConfig, SpoolCounters};
 use crate::state::checkpoint::{Checkpoint, Stand};
@@ -33,6 +32,7 @@ use crate::state::saver::{self, Checkpointer};
 use crate::state::StateDir;
 use crate::status::heartbeat::{self, Heartbeats};
 use crate::status::{admin, bar, http, metrics, summary, Phase, Status};
+use replay::plan::stream::StreamState;
 
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let source = apply::endpoint(&args.source, Side::Source, &args.source_side.flags())?;

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::acker::AckState;
 use super::handshake::{handshake, FullResync, Psync};
-use super::stream::StreamState;
 use super::transfer::{parse_header, Transfer};
 use super::SourceError;
 use crate::cli::OnFullResync;
@@ -27,6 +26,7 @@ use crate::spool::{SnapshotEnd, Spool, SpoolConfig, SpoolEnd};
 use crate::state::saver::Checkpointer;
 use crate::status::heartbeat::Heartbeats;
 use crate::status::{Phase, Status};
+use replay::plan::stream::StreamState;
 
 /// Ops handed to the writer in one batch at most...
 const BATCH_OPS: usize = 512;

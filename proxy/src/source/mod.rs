@@ -1,14 +1,13 @@
 //! The source link: replicant registers with the source as a replica and reads what a replica
 //! reads — the handshake ([`handshake`]), the RDB transfer in either form ([`transfer`]), then
-//! the replication stream ([`stream`]) — while [`acker`] reports the applied offset back.
-//! [`link`] drives them and hands commands to the destination writer. [`probe`] reads what the
+//! the replication stream — while [`acker`] reports the applied offset back. [`link`] drives
+//! them and feeds the bytes to `replay`'s pipeline. [`probe`] reads what the
 //! run needs to know of the source first, on a control connection.
 
 pub mod acker;
 pub mod handshake;
 pub mod link;
 pub mod probe;
-pub mod stream;
 pub mod transfer;
 
 use replay::net::ConnectError;

@@ -1,11 +1,13 @@
 //! The planner: what to send to the destination for each thing read from the source. For the
 //! snapshot, each RDB event becomes commands: a value the destination understands goes as one
 //! `RESTORE` of its raw bytes ([`restore`]); otherwise, or when it is too big to send whole, it
-//! is decoded and rewritten as ordinary commands in bounded batches ([`rewrite`]). Pure: no I/O.
+//! is decoded and rewritten as ordinary commands in bounded batches ([`rewrite`]). For the
+//! replication stream, [`stream`] says what each frame is and what to forward. Pure: no I/O.
 
 pub mod caps;
 pub mod restore;
 pub mod rewrite;
+pub mod stream;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,10 +1,13 @@
-//! The replication stream, frame by frame: what to forward (as the original bytes), what to
-//! consume (`ping`, `REPLCONF`), where transactions start and end, which db is selected, and
-//! the source offset each forwarded command completes. Pure: no I/O.
+//! The stream planner: the replication stream, frame by frame — what to forward (as the
+//! original bytes), what to consume (`ping`, `REPLCONF`, replicant's own heartbeats), where
+//! transactions start and end, which db is selected, and the source offset each forwarded
+//! command completes. Pure: no I/O; it knows nothing of the link the frames came on, nor of
+//! the destination they go to.
 
 use bytes::Bytes;
-use replay::cmd::{Command, Op};
-use replay::resp::scan::CommandFrame;
+
+use crate::cmd::{Command, Op};
+use crate::resp::scan::CommandFrame;
 
 /// What a frame of the stream is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +109,7 @@ impl StreamState {
         if kind == Kind::Forward && self.is_own(name, arg1) {
             kind = Kind::Heartbeat;
             if arg1 == self.own_key.as_deref() {
-                seen.heartbeat = replay::resp::peek_args(&raw, 3)
+                seen.heartbeat = crate::resp::peek_args(&raw, 3)
                     .get(2)
                     .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
             }
@@ -155,8 +158,8 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resp::scan::CommandScanner;
     use bytes::BytesMut;
-    use replay::resp::scan::CommandScanner;
 
     fn feed(st: &mut StreamState, wire: &[u8]) -> (Vec<Op>, bool) {
         let mut buf = BytesMut::from(wire);
