@@ -8,8 +8,12 @@
 //! - [`rdb`]: the streaming RDB parser (push bytes in, take events out), its primitives and the
 //!   blob encodings (ziplist, listpack, intset, zipmap, stream nodes).
 //! - [`plan`]: what to send for each RDB event: `RESTORE` of the raw bytes, or a rewrite as
-//!   ordinary commands in bounded batches; the destination's capabilities.
-//! - [`cmd`]: the command model (wire chunks + the source offset a command completes).
+//!   ordinary commands in bounded batches; the destination's capabilities; what to forward of
+//!   the replication stream.
+//! - [`pipeline`]: parser → planner → batch, driven over a feed of bytes: the one loop that
+//!   `sync` (per source link) and `load` (over a file) both run.
+//! - [`cmd`]: the command model (wire chunks + the source offset a command completes) and
+//!   [`cmd::Op`], the unit the pipeline hands on.
 //! - [`dest`]: the pipelined writer with its in-flight window, reply policy and progress.
 //! - [`resp`], [`net`]: RESP connections, endpoints, TCP options, TLS and AUTH.
 //! - [`display`]: keys rendered for logs.
@@ -20,6 +24,7 @@ pub mod cmd;
 pub mod dest;
 pub mod display;
 pub mod net;
+pub mod pipeline;
 pub mod plan;
 pub mod rdb;
 pub mod resp;

@@ -11,9 +11,10 @@ use bytes::BytesMut;
 use replay::cmd::{Command, Op};
 use replay::dest::{Applied, Sink, SinkError};
 use replay::net::{Endpoint, Stream, WriteHalf};
+use replay::pipeline::{self, Batch, DriveError, Feed, PlanError, SnapshotStage, StreamStage};
+use replay::plan::stream::{Seen, StreamState};
 use replay::plan::{BatchLimits, Caps, PlanStats, RdbPlanner};
-use replay::rdb::{Limits, RdbParser};
-use replay::resp::scan::CommandScanner;
+use replay::rdb::Limits;
 use replay::resp::Conn;
 use tokio_util::sync::CancellationToken;
 
@@ -26,12 +27,6 @@ use crate::spool::{SnapshotEnd, Spool, SpoolConfig, SpoolEnd};
 use crate::state::saver::Checkpointer;
 use crate::status::heartbeat::Heartbeats;
 use crate::status::{Phase, Status};
-use replay::plan::stream::StreamState;
-
-/// Ops handed to the writer in one batch at most...
-const BATCH_OPS: usize = 512;
-/// ...and bytes (the batch is outside the writer's bounds until it is queued).
-const BATCH_BYTES: usize = 1 << 20;
 
 /// How to reach the source and how to read it.
 #[derive(Debug, Clone)]
@@ -213,7 +208,7 @@ impl Link {
         stream: &mut Option<StreamState>,
     ) -> Result<(), SourceError> {
         let stop = run.stop.clone();
-        let mut ops = Vec::with_capacity(BATCH_OPS);
+        let mut batch = Batch::default();
         run.status.set_replid(&self.resync.replid);
         if let Some(transfer) = self.transfer.clone() {
             *stream = None;
@@ -226,19 +221,26 @@ impl Link {
             };
             run.status.snapshot_total.store(total, Ordering::Relaxed);
             run.status.snapshot_read.store(0, Ordering::Relaxed);
-            if !self.begin_copy(run, tx, &mut ops).await? {
+            if !self.begin_copy(run, tx, &mut batch).await? {
                 return Ok(());
             }
             let own = run.heartbeats.prefix.clone();
             let Some(stats) = self
-                .snapshot(run.caps, transfer, tx, &mut ops, &stop, (&run.status, own))
+                .snapshot(
+                    run.caps,
+                    transfer,
+                    tx,
+                    &mut batch,
+                    &stop,
+                    (&run.status, own),
+                )
                 .await?
             else {
                 return Ok(());
             };
             run.checkpoint.position.set_replid(&self.resync.replid);
-            ops.push(Op::Mark(self.resync.offset));
-            send(tx, &mut ops, &stop).await?;
+            batch.push(Op::Mark(self.resync.offset));
+            send(tx, batch.take(), &stop).await?;
             tracing::info!(
                 offset = self.resync.offset,
                 "snapshot read; following the replication stream"
@@ -255,54 +257,41 @@ impl Link {
         run.ack.streaming.store(true, Ordering::Release);
         run.ack.now.notify_one();
 
-        let st = stream.get_or_insert_with(|| StreamState::new(self.resync.offset));
+        let mut st = stream
+            .take()
+            .unwrap_or_else(|| StreamState::new(self.resync.offset));
         st.own_prefix = Some(run.heartbeats.prefix.clone());
         st.own_key = Some(run.heartbeats.key.clone());
-        let status = run.status.clone();
-        let mut scanner = CommandScanner::default();
-        let mut batch_bytes = 0usize;
-        loop {
-            loop {
-                match scanner.scan(&self.buf) {
-                    Ok(Some(frame)) => {
-                        let at = st.offset;
-                        let n = frame.len;
-                        let raw = self.buf.split_to(n).freeze();
-                        let seen = st.on_frame(&frame, raw, &mut ops).map_err(|e| {
-                            SourceError::Protocol(format!("replication stream at offset {at}: {e}"))
-                        })?;
-                        if let Some(db) = st.selected.take() {
-                            run.checkpoint.position.selected(st.offset, db);
-                        }
-                        if seen.getack {
-                            run.ack.now.notify_one();
-                        }
-                        if let Some(ts) = seen.heartbeat {
-                            run.heartbeats.read(st.offset, ts);
-                        }
-                        batch_bytes += n;
-                        if ops.len() >= BATCH_OPS || batch_bytes >= BATCH_BYTES {
-                            send(tx, &mut ops, &stop).await?;
-                            batch_bytes = 0;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        return Err(SourceError::Protocol(format!(
-                            "replication stream at offset {}: {e}",
-                            st.offset
-                        )))
-                    }
+        let (position, ack, beats) = (
+            run.checkpoint.position.clone(),
+            run.ack.clone(),
+            run.heartbeats.clone(),
+        );
+        let mut stage = StreamStage::new(
+            st,
+            Box::new(move |offset, seen: &Seen| {
+                if let Some(db) = seen.selected {
+                    position.selected(offset, db);
                 }
-            }
-            send(tx, &mut ops, &stop).await?;
-            batch_bytes = 0;
-            status.read_offset.store(st.offset, Ordering::Relaxed);
-            status.source_commands.store(st.frames, Ordering::Relaxed);
-            if !self.read_more(tx, &stop).await? {
-                return Ok(());
-            }
-        }
+                if seen.getack {
+                    ack.now.notify_one();
+                }
+                if let Some(ts) = seen.heartbeat {
+                    beats.read(offset, ts);
+                }
+            }),
+        );
+        let mut feed = LinkFeed {
+            spool: &mut self.spool,
+            tx,
+            stop: &stop,
+            status: &run.status,
+            snapshot_len: None,
+        };
+        let driven = pipeline::drive(&mut stage, &mut self.buf, &mut batch, &mut feed).await;
+        // Kept whatever happened: the next link continues from here.
+        *stream = Some(stage.into_state());
+        driven.map(|_| ()).map_err(drive_error)
     }
 
     /// Before a snapshot: everything earlier applied, the checkpoint saying "copying" (so that
@@ -312,7 +301,7 @@ impl Link {
         &mut self,
         run: &mut Session,
         tx: &mut Sink,
-        ops: &mut Vec<Op>,
+        batch: &mut Batch,
     ) -> Result<bool, SourceError> {
         tokio::select! {
             r = tx.drain() => r.map_err(sink_error)?,
@@ -331,7 +320,7 @@ impl Link {
         match run.on_full_resync {
             OnFullResync::Flush => {
                 tracing::warn!("copying the snapshot again: emptying the destination first (FLUSHALL, --on-full-resync flush)");
-                ops.push(Op::Cmd(Command::new(&["FLUSHALL"])));
+                batch.push(Op::Cmd(Command::new(&["FLUSHALL"])));
             }
             OnFullResync::Keep => {
                 let before = crate::apply::key_count(&tx.nodes(), self.cfg.connect_timeout)
@@ -351,76 +340,34 @@ impl Link {
         caps: Caps,
         transfer: Transfer,
         tx: &mut Sink,
-        ops: &mut Vec<Op>,
+        batch: &mut Batch,
         stop: &CancellationToken,
         (status, own): (&Status, bytes::Bytes),
     ) -> Result<Option<PlanStats>, SourceError> {
-        let mut parser = RdbParser::new(self.cfg.limits);
-        let mut planner =
+        let planner =
             RdbPlanner::new(caps, self.cfg.restore_max, self.cfg.batch).skip_prefix(Some(own));
-        let report = |parser: &RdbParser, planner: &RdbPlanner| {
-            let s = &planner.stats;
-            status
-                .snapshot_read
-                .store(parser.offset(), Ordering::Relaxed);
-            status
-                .keys_restored
-                .store(s.keys_restored, Ordering::Relaxed);
-            status
-                .keys_rewritten
-                .store(s.keys_rewritten, Ordering::Relaxed);
-            status.keys_expired.store(s.keys_expired, Ordering::Relaxed);
+        let mut stage = SnapshotStage::new(self.cfg.limits, planner);
+        let mut feed = LinkFeed {
+            spool: &mut self.spool,
+            tx,
+            stop,
+            status,
+            snapshot_len: match transfer {
+                Transfer::Sized(len) => Some(len),
+                Transfer::Diskless(_) => None,
+            },
         };
-        let mut cmds = Vec::new();
-        let mut batch_bytes = 0usize;
-        loop {
-            while let Some(ev) = parser.next(&mut self.buf)? {
-                planner.plan(ev, &mut cmds)?;
-                batch_bytes += cmds.iter().map(|c| c.len()).sum::<usize>();
-                ops.extend(cmds.drain(..).map(Op::Cmd));
-                if ops.len() >= BATCH_OPS || batch_bytes >= BATCH_BYTES {
-                    send(tx, ops, stop).await?;
-                    batch_bytes = 0;
-                }
-            }
-            if parser.is_done() {
-                break;
-            }
-            if let Transfer::Sized(len) = transfer {
-                if parser.offset() + self.buf.len() as u64 >= len {
-                    return Err(parser
-                        .finish(&self.buf)
-                        .err()
-                        .map(SourceError::from)
-                        .unwrap_or_else(|| {
-                            SourceError::Protocol("RDB shorter than announced".into())
-                        }));
-                }
-            }
-            send(tx, ops, stop).await?;
-            batch_bytes = 0;
-            report(&parser, &planner);
-            match self.read_more(tx, stop).await {
-                Ok(true) => {}
-                Ok(false) => return Ok(None),
-                Err(SourceError::Spool(SpoolEnd::Closed)) => {
-                    return Err(parser.finish(&self.buf).err().map_or(
-                        SourceError::Spool(SpoolEnd::Closed),
-                        |e| {
-                            SourceError::Protocol(format!(
-                                "the source closed the link during the snapshot: {e}"
-                            ))
-                        },
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
+        let ended = pipeline::drive(&mut stage, &mut self.buf, batch, &mut feed)
+            .await
+            .map_err(drive_error)?;
+        if !ended {
+            return Ok(None);
         }
         match transfer {
-            Transfer::Sized(len) if parser.offset() != len => {
+            Transfer::Sized(len) if stage.offset() != len => {
                 return Err(SourceError::Protocol(format!(
                     "RDB ended at byte {} but the transfer announced {len} bytes",
-                    parser.offset()
+                    stage.offset()
                 )));
             }
             Transfer::Sized(_) => {}
@@ -438,10 +385,10 @@ impl Link {
                 let _ = self.buf.split_to(mark.len());
             }
         }
-        report(&parser, &planner);
-        let s = &planner.stats;
+        report_snapshot(status, &stage);
+        let s = stage.stats();
         tracing::info!(
-            rdb_bytes = parser.offset(),
+            rdb_bytes = stage.offset(),
             restored = s.keys_restored,
             rewritten = s.keys_rewritten,
             big = s.keys_big,
@@ -450,7 +397,7 @@ impl Link {
             functions = s.functions,
             "snapshot planned"
         );
-        Ok(Some(planner.stats.clone()))
+        Ok(Some(s.clone()))
     }
 
     /// Reads more bytes from the source (through the spool). `Ok(false)` when stopped.
@@ -459,20 +406,122 @@ impl Link {
         tx: &mut Sink,
         stop: &CancellationToken,
     ) -> Result<bool, SourceError> {
-        if self.buf.capacity() - self.buf.len() < 32 * 1024 {
-            self.buf.reserve(256 * 1024);
+        read_more(&mut self.spool, &mut self.buf, tx, stop).await
+    }
+}
+
+/// Reads more bytes from the source (through the spool), tending the destination meanwhile.
+/// `Ok(false)` when stopped.
+async fn read_more(
+    spool: &mut Spool,
+    buf: &mut BytesMut,
+    tx: &mut Sink,
+    stop: &CancellationToken,
+) -> Result<bool, SourceError> {
+    if buf.capacity() - buf.len() < 32 * 1024 {
+        buf.reserve(256 * 1024);
+    }
+    loop {
+        let attention = tokio::select! {
+            _ = stop.cancelled() => return Ok(false),
+            _ = tx.attention() => true,
+            r = spool.read_into(buf) => return r.map(|_| true).map_err(SourceError::Spool),
+        };
+        if attention {
+            // The destination needs tending (a writer stopped, or commands came back).
+            tx.service().await.map_err(sink_error)?;
         }
-        loop {
-            let attention = tokio::select! {
-                _ = stop.cancelled() => return Ok(false),
-                _ = tx.attention() => true,
-                r = self.spool.read_into(&mut self.buf) => return r.map(|_| true).map_err(SourceError::Spool),
-            };
-            if attention {
-                // The destination needs tending (a writer stopped, or commands came back).
-                tx.service().await.map_err(sink_error)?;
+    }
+}
+
+/// The link's side of the pipeline: bytes from the spool, batches to the sink.
+struct LinkFeed<'a> {
+    spool: &'a mut Spool,
+    tx: &'a mut Sink,
+    stop: &'a CancellationToken,
+    status: &'a Status,
+    /// The announced length of a sized snapshot transfer.
+    snapshot_len: Option<u64>,
+}
+
+impl Feed<SnapshotStage> for LinkFeed<'_> {
+    type Error = SourceError;
+
+    async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), SourceError> {
+        send(self.tx, ops, self.stop).await
+    }
+
+    async fn more(
+        &mut self,
+        stage: &SnapshotStage,
+        buf: &mut BytesMut,
+    ) -> Result<bool, SourceError> {
+        if let Some(len) = self.snapshot_len {
+            if stage.offset() + buf.len() as u64 >= len {
+                return Err(stage
+                    .finish(buf)
+                    .err()
+                    .map(SourceError::from)
+                    .unwrap_or_else(|| {
+                        SourceError::Protocol("RDB shorter than announced".into())
+                    }));
             }
         }
+        report_snapshot(self.status, stage);
+        match read_more(self.spool, buf, self.tx, self.stop).await {
+            Err(SourceError::Spool(SpoolEnd::Closed)) => {
+                Err(stage
+                    .finish(buf)
+                    .err()
+                    .map_or(SourceError::Spool(SpoolEnd::Closed), |e| {
+                        SourceError::Protocol(format!(
+                            "the source closed the link during the snapshot: {e}"
+                        ))
+                    }))
+            }
+            r => r,
+        }
+    }
+}
+
+impl Feed<StreamStage> for LinkFeed<'_> {
+    type Error = SourceError;
+
+    async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), SourceError> {
+        send(self.tx, ops, self.stop).await
+    }
+
+    async fn more(&mut self, stage: &StreamStage, buf: &mut BytesMut) -> Result<bool, SourceError> {
+        self.status
+            .read_offset
+            .store(stage.state.offset, Ordering::Relaxed);
+        self.status
+            .source_commands
+            .store(stage.state.frames, Ordering::Relaxed);
+        read_more(self.spool, buf, self.tx, self.stop).await
+    }
+}
+
+/// The snapshot's progress, for metrics and INFO.
+fn report_snapshot(status: &Status, stage: &SnapshotStage) {
+    let s = stage.stats();
+    status
+        .snapshot_read
+        .store(stage.offset(), Ordering::Relaxed);
+    status
+        .keys_restored
+        .store(s.keys_restored, Ordering::Relaxed);
+    status
+        .keys_rewritten
+        .store(s.keys_rewritten, Ordering::Relaxed);
+    status.keys_expired.store(s.keys_expired, Ordering::Relaxed);
+}
+
+fn drive_error(e: DriveError<SourceError>) -> SourceError {
+    match e {
+        DriveError::Plan(PlanError::Rdb(e)) => SourceError::Rdb(e),
+        DriveError::Plan(PlanError::Stream(e)) => SourceError::Protocol(e.to_string()),
+        DriveError::Feed(e) => e,
     }
 }
 
@@ -539,15 +588,10 @@ async fn report_kept(
 }
 
 /// Hands the batch to the writer, waiting while its queue is full (backpressure).
-async fn send(
-    tx: &mut Sink,
-    ops: &mut Vec<Op>,
-    stop: &CancellationToken,
-) -> Result<(), SourceError> {
-    if ops.is_empty() {
+async fn send(tx: &mut Sink, batch: Vec<Op>, stop: &CancellationToken) -> Result<(), SourceError> {
+    if batch.is_empty() {
         return Ok(());
     }
-    let batch = std::mem::replace(ops, Vec::with_capacity(BATCH_OPS));
     let r = tokio::select! {
         r = tx.send(batch) => r.map_err(sink_error),
         // Stopping: what is not handed over is not applied, and not acknowledged either.

@@ -62,8 +62,6 @@ pub struct StreamState {
     pub db: u64,
     /// Frames read (for status).
     pub frames: u64,
-    /// The db of the last SELECT read, until taken (it takes effect at `offset`).
-    pub selected: Option<u64>,
     /// Keys with this prefix are replicant's heartbeats: consumed, never forwarded.
     pub own_prefix: Option<Bytes>,
     /// This run's heartbeat key: its timestamps are reported.
@@ -77,6 +75,8 @@ pub struct Seen {
     pub getack: bool,
     /// This run's heartbeat, with its timestamp (ms).
     pub heartbeat: Option<u64>,
+    /// A SELECT of this db (it takes effect at the frame's offset).
+    pub selected: Option<u64>,
 }
 
 impl StreamState {
@@ -86,7 +86,6 @@ impl StreamState {
             in_tx: false,
             db: 0,
             frames: 0,
-            selected: None,
             own_prefix: None,
             own_key: None,
         }
@@ -132,13 +131,13 @@ impl StreamState {
             Kind::Select(_) | Kind::Forward if self.in_tx => {
                 if let Kind::Select(db) = kind {
                     self.db = db;
-                    self.selected = Some(db);
+                    seen.selected = Some(db);
                 }
                 out.push(Op::Cmd(Command::raw(raw)));
             }
             Kind::Select(db) => {
                 self.db = db;
-                self.selected = Some(db);
+                seen.selected = Some(db);
                 out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset)));
             }
             Kind::Forward => out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset))),
