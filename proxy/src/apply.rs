@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use replay::cluster::{DbMap, Router};
+use replay::cluster::Router;
 use replay::dest::{self, ClusterSink, DestError, SingleSink, Sink, WriterConfig};
 use replay::net::{connect_and_auth, Endpoint};
+use replay::pipeline::Pipeline;
+use replay::plan::slots::{DbMap, SlotPlanner};
 use replay::plan::{BatchLimits, Caps};
 use replay::resp::{frame_error, frame_text};
 
@@ -41,6 +43,14 @@ pub struct Destination {
     pub batch: BatchLimits,
     /// The source dbs the destination takes (cluster destinations only).
     pub dbs: Option<DbMap>,
+}
+
+impl Destination {
+    /// A pipeline for one source stream into this destination (with the slot planner when it
+    /// is a cluster).
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline::new(self.dbs.clone().map(SlotPlanner::new))
+    }
 }
 
 /// `--db-map SRC:DST[,…]` / `--all-dbs-to 0` as a map (a cluster only has db 0).
@@ -118,7 +128,7 @@ pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination,
     };
     let dbs = db_map(a)?;
     tracing::info!(target = %ep, version = ?caps.version, masters = topo.masters.len(), tls = ep.tls.is_some(), "destination is a Redis Cluster");
-    let router = Router::new(topo.clone(), dbs.clone());
+    let router = Router::new(topo.clone());
     let sink = ClusterSink::open(topo, router, ep.clone(), config(ep))
         .await
         .map_err(Fatal::target)?;

@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use replay::cmd::Op;
 use replay::dest::{Sink, SinkError};
-use replay::pipeline::{self, Batch, DriveError, Feed, SnapshotStage};
+use replay::pipeline::{Deliver, DriveError, Feed, SnapshotStage};
 use replay::plan::RdbPlanner;
 use replay::rdb::Limits;
 use tokio::io::AsyncReadExt;
@@ -22,9 +22,11 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let file = tokio::fs::File::open(&args.file)
         .await
         .map_err(|e| file_err(&e))?;
+    let dest = apply::open(&args.apply, std::time::Duration::from_secs(600)).await?;
+    let mut pipeline = dest.pipeline();
     let apply::Destination {
         caps, sink, batch, ..
-    } = apply::open(&args.apply, std::time::Duration::from_secs(600)).await?;
+    } = dest;
     let applied = sink.applied();
     let planner = RdbPlanner::new(caps, args.apply.restore_max_bytes, batch);
     let mut stage = SnapshotStage::new(
@@ -41,7 +43,8 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> Result<(), Fatal> {
         stop,
         name: &name,
     };
-    let result = pipeline::drive(&mut stage, &mut buf, &mut Batch::default(), &mut feed)
+    let result = pipeline
+        .drive(&mut stage, &mut buf, &mut feed)
         .await
         .map(|_| ())
         .map_err(|e| match e {
@@ -76,7 +79,7 @@ struct FileFeed<'a> {
     name: &'a str,
 }
 
-impl Feed<SnapshotStage> for FileFeed<'_> {
+impl Deliver for FileFeed<'_> {
     type Error = Fatal;
 
     async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), Fatal> {
@@ -87,7 +90,9 @@ impl Feed<SnapshotStage> for FileFeed<'_> {
             Err(SinkError::Dest(e)) => Err(Fatal::target(e)),
         }
     }
+}
 
+impl Feed<SnapshotStage> for FileFeed<'_> {
     async fn more(&mut self, stage: &SnapshotStage, buf: &mut BytesMut) -> Result<bool, Fatal> {
         if buf.capacity() - buf.len() < READ_CHUNK {
             buf.reserve(READ_CHUNK);

@@ -8,10 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use replay::cluster::DbMap;
 use replay::cmd::{Command, Op};
 use replay::dest::Sink;
 use replay::net::Endpoint;
+use replay::pipeline::Pipeline;
+use replay::plan::slots::DbMap;
 use replay::rdb::Limits;
 use tokio_util::sync::CancellationToken;
 
@@ -50,16 +51,18 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     let info = probe(&source, timeout).await.map_err(Fatal::source)?;
     tracing::info!(source = %source, version = %info.version, role = %info.role, tls = source.tls.is_some(), "source ready");
-    let Destination {
-        caps,
-        mut sink,
-        batch,
-        dbs,
-    } = apply::open(
+    let dest = apply::open(
         &args.apply,
         Duration::from_secs(args.retry_connect.saturating_mul(60)),
     )
     .await?;
+    let mut pipeline = dest.pipeline();
+    let Destination {
+        caps,
+        sink,
+        batch,
+        dbs,
+    } = dest;
     let applied = sink.applied();
     if let Some(dbs) = &dbs {
         if let Err(e) = check_source_dbs(&info, dbs) {
@@ -142,7 +145,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         links: 0,
         spool_peak: 0,
         spool_pauses: 0,
-        route: None,
+        pipeline: Pipeline::default(),
         status: status.clone(),
         heartbeats,
     };
@@ -165,14 +168,12 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
             // A new connection starts in db 0; the stream goes on in the db it had selected.
             if db != 0 {
                 let select = Command::new(&["SELECT", db.to_string().as_str()]);
-                if let Err(e) = sink.send(vec![Op::Cmd(select)]).await {
-                    sink.abort();
-                    return Err(Fatal::target(e));
-                }
+                pipeline.push(Op::Cmd(select));
             }
         }
         stream = Some(st);
     }
+    session.pipeline = pipeline;
     let saver_stop = CancellationToken::new();
     let saver = tokio::spawn(saver::run(ck.clone(), saver_stop.clone()));
     let outcome = follow(&args, cfg, &mut session, sink, resume, stream).await;
@@ -192,7 +193,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         Ok(Err(e)) => tracing::error!(error = %e, "cannot save the checkpoint"),
         Err(e) => tracing::error!(error = %e, "cannot save the checkpoint"),
     }
-    let route = session.route.clone().unwrap_or_default();
+    let route = session.pipeline.slot_stats().cloned().unwrap_or_default();
     tracing::info!(
         applied_offset = applied.offset(),
         commands = applied.commands(),
@@ -322,7 +323,6 @@ async fn follow(
         let connected = tokio::select! {
             l = Link::connect(cfg.clone(), resume.as_ref(), session.links, &ack) => l,
             _ = stop.cancelled() => {
-                session.route = sink.route_stats();
                 return finish(sink, args.grace).await;
             }
         };
@@ -335,8 +335,7 @@ async fn follow(
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
                     _ = stop.cancelled() => {
-                        session.route = sink.route_stats();
-                        return finish(sink, args.grace).await;
+                                return finish(sink, args.grace).await;
                     }
                 }
             }
@@ -388,7 +387,6 @@ async fn follow(
             _ => break (result, acker, ack_stop),
         }
     };
-    session.route = sink.route_stats();
     let outcome = match result {
         Ok(()) => finish(sink, args.grace).await,
         Err(SourceError::WriterGone) => {

@@ -1,6 +1,7 @@
 //! The command model: a command as the bytes that go on the wire, in up to three chunks so that
 //! a large value can be sent straight from the buffer it was read into (no copy), plus what the
-//! pipeline needs to know about it (the source offset it completes, if any).
+//! pipeline needs to know about it (the source offset it completes, if any; for a cluster
+//! destination, where it goes).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -12,6 +13,23 @@ pub struct Command {
     tail: Bytes,
     /// The replication offset the source reaches once this command is applied.
     pub offset: Option<u64>,
+    /// Where a cluster destination takes it, as the slot planner decided
+    /// ([`crate::plan::slots`]); standalone destinations ignore it.
+    pub route: Route,
+}
+
+/// Where a command goes in a cluster destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Route {
+    /// Not planned for a cluster (a cluster sink refuses it: that would be a bug).
+    #[default]
+    Unplanned,
+    /// Any one master (no key: e.g. PUBLISH).
+    Any,
+    /// Every master (FLUSHALL, FUNCTION, SCRIPT).
+    All,
+    /// The master that owns this slot.
+    Slot(u16),
 }
 
 impl Command {
@@ -41,11 +59,17 @@ impl Command {
             body,
             tail,
             offset: None,
+            route: Route::Unplanned,
         }
     }
 
     pub fn with_offset(mut self, offset: u64) -> Self {
         self.offset = Some(offset);
+        self
+    }
+
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.route = route;
         self
     }
 

@@ -11,7 +11,9 @@ use bytes::BytesMut;
 use replay::cmd::{Command, Op};
 use replay::dest::{Applied, Sink, SinkError};
 use replay::net::{Endpoint, Stream, WriteHalf};
-use replay::pipeline::{self, Batch, DriveError, Feed, PlanError, SnapshotStage, StreamStage};
+use replay::pipeline::{
+    Deliver, DriveError, Feed, Pipeline, PlanError, SnapshotStage, StreamStage,
+};
 use replay::plan::stream::{Seen, StreamState};
 use replay::plan::{BatchLimits, Caps, PlanStats, RdbPlanner};
 use replay::rdb::Limits;
@@ -63,8 +65,9 @@ pub struct Session {
     /// The most bytes the spool held on disk, and how often reading paused at its cap.
     pub spool_peak: u64,
     pub spool_pauses: u64,
-    /// What the router did (cluster destinations), once the run is over.
-    pub route: Option<replay::cluster::RouteStats>,
+    /// The way the source's stream goes to the destination, kept across links (its stages
+    /// hold the stream's state: e.g. a transaction being collected for a cluster).
+    pub pipeline: Pipeline,
     /// For metrics, INFO and the summary line.
     pub status: Arc<Status>,
     pub heartbeats: Arc<Heartbeats>,
@@ -208,7 +211,6 @@ impl Link {
         stream: &mut Option<StreamState>,
     ) -> Result<(), SourceError> {
         let stop = run.stop.clone();
-        let mut batch = Batch::default();
         run.status.set_replid(&self.resync.replid);
         if let Some(transfer) = self.transfer.clone() {
             *stream = None;
@@ -221,26 +223,23 @@ impl Link {
             };
             run.status.snapshot_total.store(total, Ordering::Relaxed);
             run.status.snapshot_read.store(0, Ordering::Relaxed);
-            if !self.begin_copy(run, tx, &mut batch).await? {
+            if !self.begin_copy(run, tx).await? {
                 return Ok(());
             }
             let own = run.heartbeats.prefix.clone();
-            let Some(stats) = self
-                .snapshot(
-                    run.caps,
-                    transfer,
-                    tx,
-                    &mut batch,
-                    &stop,
-                    (&run.status, own),
-                )
-                .await?
-            else {
+            let Some(stats) = self.snapshot(run, transfer, tx, &stop, own).await? else {
                 return Ok(());
             };
             run.checkpoint.position.set_replid(&self.resync.replid);
-            batch.push(Op::Mark(self.resync.offset));
-            send(tx, batch.take(), &stop).await?;
+            run.pipeline.push(Op::Mark(self.resync.offset));
+            let mut feed = LinkFeed {
+                spool: &mut self.spool,
+                tx,
+                stop: &stop,
+                status: &run.status,
+                snapshot_len: None,
+            };
+            run.pipeline.flush(&mut feed).await.map_err(drive_error)?;
             tracing::info!(
                 offset = self.resync.offset,
                 "snapshot read; following the replication stream"
@@ -288,7 +287,10 @@ impl Link {
             status: &run.status,
             snapshot_len: None,
         };
-        let driven = pipeline::drive(&mut stage, &mut self.buf, &mut batch, &mut feed).await;
+        let driven = run
+            .pipeline
+            .drive(&mut stage, &mut self.buf, &mut feed)
+            .await;
         // Kept whatever happened: the next link continues from here.
         *stream = Some(stage.into_state());
         driven.map(|_| ()).map_err(drive_error)
@@ -297,12 +299,7 @@ impl Link {
     /// Before a snapshot: everything earlier applied, the checkpoint saying "copying" (so that
     /// a restart copies again), and — when the destination already holds an earlier copy —
     /// the `--on-full-resync` policy. `Ok(false)` when stopped.
-    async fn begin_copy(
-        &mut self,
-        run: &mut Session,
-        tx: &mut Sink,
-        batch: &mut Batch,
-    ) -> Result<bool, SourceError> {
+    async fn begin_copy(&mut self, run: &mut Session, tx: &mut Sink) -> Result<bool, SourceError> {
         tokio::select! {
             r = tx.drain() => r.map_err(sink_error)?,
             _ = run.stop.cancelled() => return Ok(false),
@@ -320,7 +317,7 @@ impl Link {
         match run.on_full_resync {
             OnFullResync::Flush => {
                 tracing::warn!("copying the snapshot again: emptying the destination first (FLUSHALL, --on-full-resync flush)");
-                batch.push(Op::Cmd(Command::new(&["FLUSHALL"])));
+                run.pipeline.push(Op::Cmd(Command::new(&["FLUSHALL"])));
             }
             OnFullResync::Keep => {
                 let before = crate::apply::key_count(&tx.nodes(), self.cfg.connect_timeout)
@@ -337,15 +334,15 @@ impl Link {
     /// ended.
     async fn snapshot(
         &mut self,
-        caps: Caps,
+        run: &mut Session,
         transfer: Transfer,
         tx: &mut Sink,
-        batch: &mut Batch,
         stop: &CancellationToken,
-        (status, own): (&Status, bytes::Bytes),
+        own: bytes::Bytes,
     ) -> Result<Option<PlanStats>, SourceError> {
+        let status = &run.status;
         let planner =
-            RdbPlanner::new(caps, self.cfg.restore_max, self.cfg.batch).skip_prefix(Some(own));
+            RdbPlanner::new(run.caps, self.cfg.restore_max, self.cfg.batch).skip_prefix(Some(own));
         let mut stage = SnapshotStage::new(self.cfg.limits, planner);
         let mut feed = LinkFeed {
             spool: &mut self.spool,
@@ -357,7 +354,9 @@ impl Link {
                 Transfer::Diskless(_) => None,
             },
         };
-        let ended = pipeline::drive(&mut stage, &mut self.buf, batch, &mut feed)
+        let ended = run
+            .pipeline
+            .drive(&mut stage, &mut self.buf, &mut feed)
             .await
             .map_err(drive_error)?;
         if !ended {
@@ -444,13 +443,15 @@ struct LinkFeed<'a> {
     snapshot_len: Option<u64>,
 }
 
-impl Feed<SnapshotStage> for LinkFeed<'_> {
+impl Deliver for LinkFeed<'_> {
     type Error = SourceError;
 
     async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), SourceError> {
         send(self.tx, ops, self.stop).await
     }
+}
 
+impl Feed<SnapshotStage> for LinkFeed<'_> {
     async fn more(
         &mut self,
         stage: &SnapshotStage,
@@ -485,12 +486,6 @@ impl Feed<SnapshotStage> for LinkFeed<'_> {
 }
 
 impl Feed<StreamStage> for LinkFeed<'_> {
-    type Error = SourceError;
-
-    async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), SourceError> {
-        send(self.tx, ops, self.stop).await
-    }
-
     async fn more(&mut self, stage: &StreamStage, buf: &mut BytesMut) -> Result<bool, SourceError> {
         self.status
             .read_offset
@@ -521,6 +516,7 @@ fn drive_error(e: DriveError<SourceError>) -> SourceError {
     match e {
         DriveError::Plan(PlanError::Rdb(e)) => SourceError::Rdb(e),
         DriveError::Plan(PlanError::Stream(e)) => SourceError::Protocol(e.to_string()),
+        DriveError::Plan(PlanError::Slot(e)) => SourceError::Slot(e),
         DriveError::Feed(e) => e,
     }
 }

@@ -31,9 +31,12 @@ pub enum SourceError {
     Protocol(String),
     #[error("nothing received from the source for {0} s")]
     Silent(u64),
-    /// The destination cluster cannot take a command (e.g. a write to an unmapped db).
+    /// The destination cluster cannot take a command (a slot without a master).
     #[error("{0}")]
     Route(#[from] replay::cluster::RouteError),
+    /// A write a cluster destination cannot hold (to an unmapped db).
+    #[error("{0}")]
+    Slot(#[from] replay::plan::slots::SlotError),
     /// The destination failed while being tended (cluster recovery gave up).
     #[error("{0}")]
     Dest(#[from] replay::dest::DestError),

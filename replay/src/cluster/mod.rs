@@ -7,5 +7,5 @@ pub mod route;
 pub mod slot;
 pub mod topology;
 
-pub use route::{DbMap, RouteError, RouteStats, Router};
+pub use route::{RouteError, Router};
 pub use topology::{NodeAddr, Topology};

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use super::recovery::{Recovery, Returned};
 use super::writer::{Writer, WriterConfig};
 use super::{probe, DestError, Progress};
-use crate::cluster::{NodeAddr, RouteStats, Router, Topology};
-use crate::cmd::Command;
-use crate::cmd::Op;
+use crate::cluster::{NodeAddr, Router, Topology};
+use crate::cmd::{Command, Op, Route};
 use crate::net::Endpoint;
 
 /// The progress of every writer of a destination (the set changes with the cluster).
@@ -127,10 +126,6 @@ impl ClusterSink {
 
     pub fn applied(&self) -> Applied {
         self.applied.clone()
-    }
-
-    pub fn stats(&self) -> &RouteStats {
-        &self.router.stats
     }
 
     /// Routes a batch and hands it to the masters' writers; recovers first if needed.
@@ -285,6 +280,13 @@ impl ClusterSink {
                 }
             }
             for (cmd, why) in items {
+                // The sink's own ASKING and DISCARD (never planned) are not sent again as they
+                // were: an ASKING is added again for an ASK below, a DISCARD by the recovery.
+                if cmd.route == Route::Unplanned
+                    && (cmd.is_named(b"ASKING") || cmd.is_named(b"DISCARD"))
+                {
+                    continue;
+                }
                 match why {
                     Returned::Ask { addr } => match self.node_index(&addr) {
                         Some(i) => {

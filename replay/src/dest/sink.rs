@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::cluster_sink::{Applied, ClusterSink};
 use super::single_sink::SingleSink;
 use super::{Closed, DestError};
-use crate::cluster::{RouteError, RouteStats};
+use crate::cluster::RouteError;
 use crate::cmd::Op;
 use crate::net::Endpoint;
 
@@ -91,14 +91,6 @@ impl Sink {
         match self {
             Sink::Single(s) => s.applied(),
             Sink::Cluster(c) => c.applied(),
-        }
-    }
-
-    /// What the router did (cluster destinations).
-    pub fn route_stats(&self) -> Option<RouteStats> {
-        match self {
-            Sink::Single(_) => None,
-            Sink::Cluster(c) => Some(c.stats().clone()),
         }
     }
 

@@ -1,9 +1,11 @@
 //! The pipeline every write goes through, whatever brought the bytes: bytes (an RDB snapshot
-//! or a replication stream) → parser → planner → [`Batch`] → sink. A [`Stage`] is a parser
-//! and its planner ([`SnapshotStage`]: RDB events planned as RESTORE or rewrites;
-//! [`StreamStage`]: stream frames planned as forwards, transactions and offsets); [`drive`]
-//! runs one over a [`Feed`], the caller's side of it: where more bytes come from (the source
-//! link's spool, a file) and how a full batch is handed to the destination.
+//! or a replication stream) → parser → planner → [`Batch`] → later planner stages → sink. A
+//! [`Stage`] is a parser and its planner ([`SnapshotStage`]: RDB events planned as RESTORE or
+//! rewrites; [`StreamStage`]: stream frames planned as forwards, transactions and offsets);
+//! a [`Pipeline`] runs one over a [`Feed`], the caller's side of it: where more bytes come
+//! from (the source link's spool, a file) and how a batch is handed to the destination. The
+//! stages after it (for a cluster destination, the slot planner: db map, slots, splits,
+//! transactions) run on each batch before it is handed over.
 //!
 //! This module owns the order of the work (plan what the buffer holds, hand full batches over,
 //! then ask for more) and the bounds of a batch. It must not touch sockets, files or the
@@ -21,6 +23,7 @@ pub use snapshot::SnapshotStage;
 pub use stream::{StreamError, StreamStage};
 
 use crate::cmd::Op;
+use crate::plan::slots::{SlotError, SlotPlanner, SlotStats};
 use crate::rdb::RdbError;
 
 /// Why a stage could not plan its bytes.
@@ -30,6 +33,8 @@ pub enum PlanError {
     Rdb(#[from] RdbError),
     #[error(transparent)]
     Stream(#[from] StreamError),
+    #[error(transparent)]
+    Slot(#[from] SlotError),
 }
 
 /// Where a stage stopped.
@@ -50,49 +55,98 @@ pub trait Stage {
     fn step(&mut self, buf: &mut BytesMut, out: &mut Batch) -> Result<Step, PlanError>;
 }
 
-/// The caller's side of a pipeline.
+/// Where planned batches go: the destination's side of a pipeline.
 #[allow(async_fn_in_trait)] // driven on the caller's task: no Send bound is wanted
-pub trait Feed<S: Stage> {
+pub trait Deliver {
     type Error;
     /// Hands a batch to the destination (waiting while it is full: backpressure).
     async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), Self::Error>;
+}
+
+/// The caller's side of a pipeline: where the bytes come from, where the batches go.
+#[allow(async_fn_in_trait)]
+pub trait Feed<S: Stage>: Deliver {
     /// Appends more bytes to `buf`: `Ok(false)` when there are none to come (stopped, or the
     /// input ended where it may). `stage` is there for progress reports and for end checks.
     async fn more(&mut self, stage: &S, buf: &mut BytesMut) -> Result<bool, Self::Error>;
 }
 
-/// What stopped [`drive`].
+/// What stopped a pipeline.
 #[derive(Debug)]
 pub enum DriveError<E> {
-    /// The bytes could not be planned (bad input).
+    /// The bytes could not be planned (bad input), or a write cannot go where it must.
     Plan(PlanError),
     /// The feed failed (reading, or handing over).
     Feed(E),
 }
 
-/// Runs `stage` over what `feed` brings until the input ends (`Ok(true)`; the last batch is
-/// handed over) or the feed has no more (`Ok(false)`).
-pub async fn drive<S: Stage, F: Feed<S>>(
-    stage: &mut S,
-    buf: &mut BytesMut,
-    batch: &mut Batch,
-    feed: &mut F,
-) -> Result<bool, DriveError<F::Error>> {
-    loop {
-        match stage.step(buf, batch).map_err(DriveError::Plan)? {
-            Step::Full => feed.deliver(batch.take()).await.map_err(DriveError::Feed)?,
-            Step::Done => {
-                if !batch.is_empty() {
-                    feed.deliver(batch.take()).await.map_err(DriveError::Feed)?;
-                }
-                return Ok(true);
+/// One source stream's way to the destination: the batch being filled and the stages after
+/// the parser's planner that keep state across links (for a cluster destination, the slot
+/// planner). A run keeps it for as long as it follows that stream.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    batch: Batch,
+    slots: Option<SlotPlanner>,
+}
+
+impl Pipeline {
+    /// `slots`: the slot planner, for a cluster destination.
+    pub fn new(slots: Option<SlotPlanner>) -> Self {
+        Pipeline {
+            batch: Batch::default(),
+            slots,
+        }
+    }
+
+    /// An op of the caller's own (a FLUSHALL before a copy, the snapshot's end offset),
+    /// planned and handed over with the next batch.
+    pub fn push(&mut self, op: Op) {
+        self.batch.push(op);
+    }
+
+    /// What the slot planner did (cluster destinations).
+    pub fn slot_stats(&self) -> Option<&SlotStats> {
+        self.slots.as_ref().map(|s| &s.stats)
+    }
+
+    /// Hands over what the batch holds, planned by the later stages.
+    pub async fn flush<D: Deliver>(&mut self, to: &mut D) -> Result<(), DriveError<D::Error>> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let ops = self.batch.take();
+        let ops = match self.slots.as_mut() {
+            None => ops,
+            Some(p) => {
+                let mut planned = Vec::with_capacity(ops.len() + 8);
+                p.plan(ops, &mut planned)
+                    .map_err(|e| DriveError::Plan(e.into()))?;
+                planned
             }
-            Step::More => {
-                if !batch.is_empty() {
-                    feed.deliver(batch.take()).await.map_err(DriveError::Feed)?;
+        };
+        to.deliver(ops).await.map_err(DriveError::Feed)
+    }
+
+    /// Runs `stage` over what `feed` brings until the input ends (`Ok(true)`; everything
+    /// planned is handed over) or the feed has no more (`Ok(false)`).
+    pub async fn drive<S: Stage, F: Feed<S>>(
+        &mut self,
+        stage: &mut S,
+        buf: &mut BytesMut,
+        feed: &mut F,
+    ) -> Result<bool, DriveError<F::Error>> {
+        loop {
+            match stage.step(buf, &mut self.batch).map_err(DriveError::Plan)? {
+                Step::Full => self.flush(feed).await?,
+                Step::Done => {
+                    self.flush(feed).await?;
+                    return Ok(true);
                 }
-                if !feed.more(stage, buf).await.map_err(DriveError::Feed)? {
-                    return Ok(false);
+                Step::More => {
+                    self.flush(feed).await?;
+                    if !feed.more(stage, buf).await.map_err(DriveError::Feed)? {
+                        return Ok(false);
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@
 pub mod caps;
 pub mod restore;
 pub mod rewrite;
+pub mod slots;
 pub mod stream;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,0 +1,423 @@
+//! The slot planner, the stream's and the snapshot's last stage for a cluster destination:
+//! which source dbs it takes (a cluster has only db 0; SELECT is tracked here and not sent),
+//! the slot of each command's keys, multi-key commands whose keys span slots split per slot
+//! where that keeps their meaning, and MULTI/EXEC kept a transaction when its keys share a
+//! slot (else applied command by command, and counted). Every command leaves with its
+//! [`Route`]; the cluster sink's router only maps a slot to the master that owns it now.
+//!
+//! It holds the state of one source stream (the selected db, a transaction being collected),
+//! so each pipeline has its own; it must not know the destination's slot map (that changes
+//! under it, and belongs to the sink). Pure: no I/O.
+
+use bytes::Bytes;
+
+use crate::cluster::keys::{keys, split_kind, Keys, Split};
+use crate::cluster::slot::key_slot;
+use crate::cmd::{Command, Encoder, Op, Route};
+use crate::display::printable;
+use crate::resp::peek_args;
+
+/// Which source dbs go to the cluster's db 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbMap {
+    /// Source dbs mapped to db 0; `None` means every db.
+    pub mapped: Option<Vec<u64>>,
+}
+
+impl DbMap {
+    pub fn only_zero() -> Self {
+        DbMap {
+            mapped: Some(vec![0]),
+        }
+    }
+
+    pub fn all() -> Self {
+        DbMap { mapped: None }
+    }
+
+    pub fn maps(&self, db: u64) -> bool {
+        self.mapped.as_ref().is_none_or(|m| m.contains(&db))
+    }
+}
+
+/// What the slot planner did that an operator should know.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SlotStats {
+    /// Commands whose keys spanned slots, sent as one command per slot.
+    pub split_commands: u64,
+    /// MULTI/EXEC blocks whose keys spanned slots, applied command by command.
+    pub split_transactions: u64,
+    /// Commands that could not be applied faithfully (logged with their keys).
+    pub unsplittable: u64,
+}
+
+/// A write the planner refuses to pass (stops the run).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotError {
+    #[error(
+        "a write to source db {db} (key {key}): a Redis Cluster has only db 0; map it with --db-map {db}:0 or --all-dbs-to 0"
+    )]
+    UnmappedDb { db: u64, key: String },
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct SlotPlanner {
+    dbs: DbMap,
+    /// The source's selected db.
+    db: u64,
+    /// A transaction being collected (after MULTI, until EXEC).
+    tx: Option<Vec<Command>>,
+    pub stats: SlotStats,
+}
+
+impl SlotPlanner {
+    pub fn new(dbs: DbMap) -> Self {
+        SlotPlanner {
+            dbs,
+            db: 0,
+            tx: None,
+            stats: SlotStats::default(),
+        }
+    }
+
+    /// Plans a batch in order: every command in `out` has its route. Marks pass as they are,
+    /// except inside a transaction being collected (its EXEC carries the offset).
+    pub fn plan(&mut self, ops: Vec<Op>, out: &mut Vec<Op>) -> Result<(), SlotError> {
+        for op in ops {
+            match op {
+                Op::Mark(o) => out.push(Op::Mark(o)),
+                Op::Cmd(c) => self.command(c, out)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, cmd: Command, out: &mut Vec<Op>) -> Result<(), SlotError> {
+        let args = peek_args(cmd.chunks()[0], usize::MAX);
+        let name = args
+            .first()
+            .map(|n| n.to_ascii_uppercase())
+            .unwrap_or_default();
+        match name.as_slice() {
+            b"MULTI" => {
+                self.tx = Some(Vec::new());
+                return Ok(());
+            }
+            b"EXEC" => return self.exec(cmd.offset, out),
+            _ => {}
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.push(cmd);
+            return Ok(());
+        }
+        self.single(cmd, &args, out)
+    }
+
+    /// Plans one command outside a transaction.
+    fn single(&mut self, cmd: Command, args: &[Bytes], out: &mut Vec<Op>) -> Result<(), SlotError> {
+        match keys(args) {
+            Keys::Drop => {
+                if args
+                    .first()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"SELECT"))
+                {
+                    if let Some(db) = args
+                        .get(1)
+                        .and_then(|d| std::str::from_utf8(d).ok()?.parse().ok())
+                    {
+                        self.db = db;
+                    }
+                }
+                // Not sent; the offset it completes still counts.
+                if let Some(o) = cmd.offset {
+                    out.push(Op::Mark(o));
+                }
+                Ok(())
+            }
+            Keys::Broadcast => {
+                self.check_db(args.get(1))?;
+                out.push(Op::Cmd(cmd.with_route(Route::All)));
+                Ok(())
+            }
+            Keys::None => {
+                self.check_db(None)?;
+                out.push(Op::Cmd(cmd.with_route(Route::Any)));
+                Ok(())
+            }
+            Keys::At(idx) => {
+                let keys: Vec<&Bytes> = idx.iter().filter_map(|&i| args.get(i)).collect();
+                self.check_db(keys.first().copied())?;
+                let Some(first) = keys.first() else {
+                    out.push(Op::Cmd(cmd.with_route(Route::Any)));
+                    return Ok(());
+                };
+                let slot = key_slot(first);
+                if keys.iter().all(|k| key_slot(k) == slot) {
+                    out.push(Op::Cmd(cmd.with_route(Route::Slot(slot))));
+                    return Ok(());
+                }
+                self.split(cmd, args, &idx, out);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_db(&self, key: Option<&Bytes>) -> Result<(), SlotError> {
+        if self.dbs.maps(self.db) {
+            return Ok(());
+        }
+        Err(SlotError::UnmappedDb {
+            db: self.db,
+            key: key.map(|k| printable(k)).unwrap_or_default(),
+        })
+    }
+
+    /// A command whose keys span slots: one command per slot where that means the same.
+    fn split(&mut self, cmd: Command, args: &[Bytes], idx: &[usize], out: &mut Vec<Op>) {
+        let name = &args[0];
+        let per_item: usize = match split_kind(name) {
+            Split::PerKey => 1,
+            Split::Pairs => 2,
+            Split::No => {
+                self.stats.unsplittable += 1;
+                let shown: Vec<String> = idx
+                    .iter()
+                    .filter_map(|&i| args.get(i))
+                    .map(|k| printable(k))
+                    .collect();
+                tracing::warn!(
+                    command = %String::from_utf8_lossy(name).to_uppercase(),
+                    keys = %shown.join(" "),
+                    "command not applied: its keys span slots of the destination cluster and it cannot be split without changing its meaning"
+                );
+                if let Some(o) = cmd.offset {
+                    out.push(Op::Mark(o));
+                }
+                return;
+            }
+        };
+        self.stats.split_commands += 1;
+        // Group the items by slot, keeping their order.
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for &i in idx {
+            let slot = key_slot(&args[i]);
+            match groups.iter_mut().find(|g| g.0 == slot) {
+                Some(g) => g.1.push(i),
+                None => groups.push((slot, vec![i])),
+            }
+        }
+        // MSETNX succeeded on the source (it is propagated only then): its effect is MSET.
+        let out_name: &[u8] = if per_item == 2 { b"MSET" } else { name };
+        for (slot, items) in groups {
+            let size: usize = items
+                .iter()
+                .map(|&i| args[i].len() + args.get(i + 1).map_or(0, |v| v.len()) + 32)
+                .sum();
+            let mut e = Encoder::new(1 + items.len() * per_item, size + 32);
+            e.arg(out_name);
+            for &i in &items {
+                e.arg(&args[i]);
+                if per_item == 2 {
+                    e.arg(args.get(i + 1).map_or(&b""[..], |v| &v[..]));
+                }
+            }
+            let mut part = e.finish().with_route(Route::Slot(slot));
+            part.offset = cmd.offset;
+            out.push(Op::Cmd(part));
+        }
+    }
+
+    /// The end of a transaction: one slot keeps it a transaction, else command by command.
+    fn exec(&mut self, offset: Option<u64>, out: &mut Vec<Op>) -> Result<(), SlotError> {
+        let Some(cmds) = self.tx.take() else {
+            return Ok(());
+        };
+        let mut slot: Option<u16> = None;
+        let mut one_slot = true;
+        for c in &cmds {
+            let args = peek_args(c.chunks()[0], usize::MAX);
+            match keys(&args) {
+                Keys::Drop => {}
+                Keys::Broadcast | Keys::None => one_slot = false,
+                Keys::At(idx) => {
+                    for k in idx.iter().filter_map(|&i| args.get(i)) {
+                        let s = key_slot(k);
+                        if *slot.get_or_insert(s) != s {
+                            one_slot = false;
+                        }
+                    }
+                }
+            }
+        }
+        if one_slot {
+            if let Some(s) = slot {
+                let route = Route::Slot(s);
+                // SELECTs inside are tracked in order, so each command's db is checked.
+                let mut block = vec![Op::Cmd(Command::new(&["MULTI"]).with_route(route))];
+                for c in cmds {
+                    let args = peek_args(c.chunks()[0], usize::MAX);
+                    if keys(&args) == Keys::Drop {
+                        self.single(c, &args, &mut Vec::new())?;
+                        continue;
+                    }
+                    self.check_db(args.get(1))?;
+                    block.push(Op::Cmd(c.with_route(route)));
+                }
+                let mut exec = Command::new(&["EXEC"]).with_route(route);
+                exec.offset = offset;
+                block.push(Op::Cmd(exec));
+                out.extend(block);
+                return Ok(());
+            }
+        }
+        if slot.is_some() {
+            self.stats.split_transactions += 1;
+            tracing::info!(
+                commands = cmds.len(),
+                "a MULTI/EXEC spans slots of the destination cluster: applied command by command"
+            );
+        }
+        for c in cmds {
+            let args = peek_args(c.chunks()[0], usize::MAX);
+            self.single(c, &args, out)?;
+        }
+        if let Some(o) = offset {
+            out.push(Op::Mark(o));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(s: &str) -> Op {
+        let args: Vec<&str> = s.split(' ').collect();
+        Op::Cmd(Command::new(&args))
+    }
+
+    /// Each command as text with its route; marks as `@offset`.
+    fn shown(ops: &[Op]) -> Vec<String> {
+        ops.iter()
+            .map(|o| match o {
+                Op::Cmd(c) => {
+                    let text = peek_args(c.chunks()[0], usize::MAX)
+                        .iter()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    match c.route {
+                        Route::Slot(s) => format!("{text} [{s}]"),
+                        r => format!("{text} [{r:?}]"),
+                    }
+                }
+                Op::Mark(m) => format!("@{m}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slots_and_splits() {
+        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut out = Vec::new();
+        // foo: slot 12182; bar: slot 5061.
+        p.plan(
+            vec![
+                cmd("SET foo 1"),
+                cmd("MSET foo 1 bar 2"),
+                cmd("DEL foo bar"),
+                Op::Mark(42),
+            ],
+            &mut out,
+        )
+        .expect("plans");
+        assert_eq!(
+            shown(&out),
+            vec![
+                "SET foo 1 [12182]",
+                "MSET foo 1 [12182]",
+                "MSET bar 2 [5061]",
+                "DEL foo [12182]",
+                "DEL bar [5061]",
+                "@42"
+            ]
+        );
+        assert_eq!(p.stats.split_commands, 2);
+    }
+
+    #[test]
+    fn transactions() {
+        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut out = Vec::new();
+        let mut exec = Command::new(&["EXEC"]);
+        exec.offset = Some(7);
+        p.plan(
+            vec![
+                cmd("MULTI"),
+                cmd("INCR {foo}a"),
+                cmd("INCR {foo}b"),
+                Op::Cmd(exec),
+            ],
+            &mut out,
+        )
+        .expect("plans");
+        assert_eq!(
+            shown(&out),
+            vec![
+                "MULTI [12182]",
+                "INCR {foo}a [12182]",
+                "INCR {foo}b [12182]",
+                "EXEC [12182]"
+            ]
+        );
+        assert!(matches!(&out[3], Op::Cmd(c) if c.offset == Some(7)));
+        let mut out = Vec::new();
+        let mut exec = Command::new(&["EXEC"]);
+        exec.offset = Some(9);
+        p.plan(
+            vec![
+                cmd("MULTI"),
+                cmd("INCR foo"),
+                cmd("INCR bar"),
+                Op::Cmd(exec),
+            ],
+            &mut out,
+        )
+        .expect("plans");
+        assert_eq!(
+            shown(&out),
+            vec!["INCR foo [12182]", "INCR bar [5061]", "@9"]
+        );
+        assert_eq!(p.stats.split_transactions, 1);
+    }
+
+    #[test]
+    fn broadcasts_selects_and_refusals() {
+        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut out = Vec::new();
+        p.plan(
+            vec![
+                cmd("FLUSHALL"),
+                Op::Cmd(Command::new(&["SELECT", "0"]).with_offset(3)),
+                cmd("PUBLISH ch m"),
+                cmd("RENAME foo bar"),
+            ],
+            &mut out,
+        )
+        .expect("plans");
+        assert_eq!(
+            shown(&out),
+            vec!["FLUSHALL [All]", "@3", "PUBLISH ch m [Any]"]
+        );
+        assert_eq!(p.stats.unsplittable, 1);
+        let err = p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out);
+        assert!(matches!(err, Err(SlotError::UnmappedDb { db: 5, .. })));
+        let mut p = SlotPlanner::new(DbMap {
+            mapped: Some(vec![0, 5]),
+        });
+        p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out)
+            .expect("mapped");
+    }
+}
