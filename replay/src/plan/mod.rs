@@ -2,9 +2,11 @@
 //! snapshot, each RDB event becomes commands: a value the destination understands goes as one
 //! `RESTORE` of its raw bytes ([`restore`]); otherwise, or when it is too big to send whole, it
 //! is decoded and rewritten as ordinary commands in bounded batches ([`rewrite`]). For the
-//! replication stream, [`stream`] says what each frame is and what to forward. Pure: no I/O.
+//! replication stream, [`stream`] says what each frame is and what to forward, and
+//! [`replica_forms`] rewrites what only a replica may run. Pure: no I/O.
 
 pub mod caps;
+pub mod replica_forms;
 pub mod restore;
 pub mod rewrite;
 pub mod slots;

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use super::replica_forms;
 use crate::cmd::{Command, Op};
 use crate::resp::scan::CommandFrame;
 
@@ -113,6 +114,12 @@ impl StreamState {
                     .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
             }
         }
+        // A form only a replica may run goes out rewritten (same effect on the data).
+        let rewritten = match kind {
+            Kind::Forward => replica_forms::rewrite(name, &raw),
+            _ => None,
+        };
+        let forward = |raw: Bytes| rewritten.unwrap_or_else(|| Command::raw(raw));
         match kind {
             Kind::Ping | Kind::Replconf | Kind::GetAck | Kind::Heartbeat => {
                 seen.getack = kind == Kind::GetAck;
@@ -133,14 +140,14 @@ impl StreamState {
                     self.db = db;
                     seen.selected = Some(db);
                 }
-                out.push(Op::Cmd(Command::raw(raw)));
+                out.push(Op::Cmd(forward(raw)));
             }
             Kind::Select(db) => {
                 self.db = db;
                 seen.selected = Some(db);
                 out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset)));
             }
-            Kind::Forward => out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset))),
+            Kind::Forward => out.push(Op::Cmd(forward(raw).with_offset(self.offset))),
         }
         Ok(seen)
     }
