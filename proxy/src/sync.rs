@@ -317,6 +317,8 @@ async fn follow(
     let retry_for = Duration::from_secs(args.retry_connect.saturating_mul(60));
     let mut outage: Option<Instant> = None;
     let mut attempt = 0u32;
+    // When the wait for the source was last said in the log.
+    let mut said: Option<Instant> = None;
     let (result, acker, ack_stop) = loop {
         session.links += 1;
         ack.streaming.store(false, Ordering::Release);
@@ -326,12 +328,24 @@ async fn follow(
                 return finish(sink, args.grace).await;
             }
         };
+        if let Err(SourceError::Unready(_)) = &connected {
+            // A source that is there but not ready yet (loading, a replica whose master is
+            // down) is waited for from the first link on, not only after a lost one.
+            outage.get_or_insert_with(Instant::now);
+        }
         let mut link = match connected {
             Ok(l) => l,
             Err(e) if e.is_link_loss() && outage.is_some_and(|t| t.elapsed() < retry_for) => {
                 attempt += 1;
                 let wait = backoff(attempt);
-                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "cannot reach the source yet");
+                // Said at the first attempt, then once a minute.
+                if said.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
+                    said = Some(Instant::now());
+                    let waited = outage.map_or(0, |t| t.elapsed().as_secs());
+                    tracing::warn!(error = %e, attempt, waited_s = waited, gives_up_after_s = retry_for.as_secs(), "cannot link to the source yet; retrying (--retry-connect)");
+                } else {
+                    tracing::debug!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "cannot link to the source yet");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
                     _ = stop.cancelled() => {
@@ -344,7 +358,15 @@ async fn follow(
                 return Err(Fatal::source(e));
             }
         };
+        if attempt > 0 {
+            tracing::info!(
+                attempts = attempt,
+                waited_s = outage.map_or(0, |t| t.elapsed().as_secs()),
+                "linked to the source again"
+            );
+        }
         attempt = 0;
+        said = None;
         let replid = link.resync.replid.clone();
         let ack_stop = CancellationToken::new();
         let acker = link.take_writer().map(|wr| {

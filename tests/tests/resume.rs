@@ -103,3 +103,93 @@ fn ten_network_cuts_continue_with_partial_resyncs() {
         );
     });
 }
+
+/// The source turns, for 10 s, into a replica of a master nobody can reach, with
+/// `replica-serve-stale-data no` (as a failover gone wrong leaves it), then back into a master.
+/// Its replica links are dropped; while it is a replica it answers MASTERDOWN (to PING) or
+/// NOMASTERLINK (to PSYNC); replicant waits, then continues the stream with PSYNC.
+#[test]
+fn a_source_that_is_for_a_while_a_replica_of_a_lost_master_is_waited_for() {
+    let _guard = heavy_test_guard();
+    let source = RedisServer::builder()
+        .config("repl-diskless-sync-delay", "0")
+        .config("repl-backlog-size", "64mb")
+        .config("replica-serve-stale-data", "no")
+        .start();
+    let target = RedisServer::start();
+    let workload = Workload::start(&source.url(), WorkloadConfig::default());
+    workload
+        .wait_for_ops(300, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sync = SyncProcess::start(&source.url(), &target.url());
+    if let Err(e) = barrier::wait_for_replica_online(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&e);
+    }
+    let until = workload.ops() + 500;
+    if let Err(e) = workload.wait_for_ops(until, TIMEOUT) {
+        sync.fail(&e);
+    }
+    workload.stop();
+    if let Err(e) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&e);
+    }
+    let partial_before = stat(&source, "sync_partial_ok");
+    // A port nothing listens on: the source cannot reach its new master.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut admin = source.client();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(nobody)
+        .query(&mut admin)
+        .expect("REPLICAOF");
+    // Whether or not REPLICAOF dropped the link, replicant must now link again to a source
+    // that is not ready.
+    let _: redis::RedisResult<u64> = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "replica"])
+        .query(&mut admin);
+    let back = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < back {
+        if let Err(e) = sync.check_running() {
+            sync.fail(&format!(
+                "while the source was a replica of a lost master: {e}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = sync.log();
+    assert!(
+        log.contains("cannot link to the source yet") && log.contains("MASTERDOWN")
+            || log.contains("NOMASTERLINK"),
+        "replicant should have been told the source is not ready:\n{}",
+        sync.log_tail(20)
+    );
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut admin)
+        .expect("REPLICAOF NO ONE");
+    let workload = Workload::start(&source.url(), WorkloadConfig::default());
+    let until = workload.ops() + 500;
+    if let Err(e) = workload.wait_for_ops(until, TIMEOUT) {
+        sync.fail(&e);
+    }
+    let report = workload.stop();
+    report.wait_for_short_ttls();
+    if let Err(e) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&e);
+    }
+    assert!(
+        stat(&source, "sync_partial_ok") > partial_before,
+        "the stream continued with PSYNC"
+    );
+    assert_eq!(stat(&source, "sync_full"), 1, "no full re-copy");
+    let differences =
+        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
+    if !differences.is_empty() {
+        sync.fail(&compare::format_differences(&differences));
+    }
+    sync.stop();
+}

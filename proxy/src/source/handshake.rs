@@ -35,7 +35,7 @@ pub async fn handshake(
     replay::net::auth(conn, ep).await?;
     let pong = conn.call(&["PING"]).await?;
     if let Some(e) = frame_error(&pong) {
-        return Err(SourceError::Refused(format!("PING refused: {e}")));
+        return Err(refusal("PING", e));
     }
     let port = listening_port.to_string();
     // Masters ignore what they do not know; errors here are not fatal for a real replica either.
@@ -67,6 +67,32 @@ pub async fn handshake(
             continue; // keepalive while the master prepares
         }
         return parse_psync_reply(&line);
+    }
+}
+
+/// Replies of a source that cannot serve a replica for now: loading its data (`LOADING`), running
+/// a busy script (`BUSY`), a replica whose own master is down (`MASTERDOWN` with
+/// `replica-serve-stale-data no`; `NOMASTERLINK`, or the older `ERR Can't SYNC while not
+/// connected with my master`, to PSYNC), or in a failover (`TRYAGAIN`).
+const UNREADY: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "NOMASTERLINK",
+    "TRYAGAIN",
+    "ERR Can't SYNC while not connected with my master",
+];
+
+/// A refusal of `cmd`: to wait out when the source is not ready yet, else final.
+fn refusal(cmd: &str, reply: String) -> SourceError {
+    let text = format!("{cmd} refused: {reply}");
+    if UNREADY
+        .iter()
+        .any(|u| reply.starts_with(u) && reply[u.len()..].chars().next().is_none_or(|c| c == ' '))
+    {
+        SourceError::Unready(text)
+    } else {
+        SourceError::Refused(text)
     }
 }
 
@@ -104,7 +130,7 @@ pub fn parse_psync_reply(line: &Bytes) -> Result<Psync, SourceError> {
         };
     }
     if let Some(err) = text.strip_prefix('-') {
-        return Err(SourceError::Refused(format!("PSYNC refused: {err}")));
+        return Err(refusal("PSYNC", err.to_string()));
     }
     Err(SourceError::Protocol(format!(
         "unexpected PSYNC reply {:?}",
@@ -130,7 +156,28 @@ mod tests {
         assert!(matches!(cont, Ok(Psync::Continue { replid: Some(_) })));
         assert!(parse_psync_reply(&Bytes::from_static(b"+CONTINUE xyz")).is_err());
         assert!(parse_psync_reply(&Bytes::from_static(b"+FULLRESYNC short 1")).is_err());
-        assert!(parse_psync_reply(&Bytes::from_static(b"-NOPERM no psync")).is_err());
+        assert!(matches!(
+            parse_psync_reply(&Bytes::from_static(b"-NOPERM no psync")),
+            Err(SourceError::Refused(_))
+        ));
+        for unready in [
+            &b"-NOMASTERLINK Can't SYNC while not connected with my master"[..],
+            b"-ERR Can't SYNC while not connected with my master",
+            b"-LOADING Redis is loading the dataset in memory",
+        ] {
+            assert!(matches!(
+                parse_psync_reply(&Bytes::from_static(unready)),
+                Err(SourceError::Unready(_))
+            ));
+        }
+        assert!(matches!(
+            refusal("PING", "MASTERDOWN Link with MASTER is down".into()),
+            SourceError::Unready(_)
+        ));
+        assert!(matches!(
+            refusal("PING", "BUSYKEY no".into()),
+            SourceError::Refused(_)
+        ));
         assert!(parse_psync_reply(&Bytes::from_static(b"garbage")).is_err());
     }
 }

@@ -27,6 +27,10 @@ pub enum SourceError {
     Rdb(#[from] RdbError),
     #[error("{0}")]
     Refused(String),
+    /// The source cannot serve a replica for now (loading its data, a busy script, a replica
+    /// whose own master is down): worth waiting for, like a lost link.
+    #[error("{0}")]
+    Unready(String),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("nothing received from the source for {0} s")]
@@ -59,6 +63,7 @@ impl SourceError {
             self,
             SourceError::Io(_)
                 | SourceError::Silent(_)
+                | SourceError::Unready(_)
                 | SourceError::Conn(replay::resp::ConnError::Closed)
                 | SourceError::Conn(replay::resp::ConnError::Io(_))
                 | SourceError::Spool(
