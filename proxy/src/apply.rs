@@ -173,3 +173,83 @@ pub async fn key_count(nodes: &[Endpoint], timeout: Duration) -> Result<u64, Des
     }
     Ok(total)
 }
+
+/// Removes every key whose slot is in `slots` from the destination's `nodes` (every db of a
+/// standalone server; every master of a cluster), by SCAN and UNLINK in batches: what a copy
+/// of one source shard replaces. How many keys it removed.
+pub async fn clear_slots(
+    nodes: &[Endpoint],
+    slots: &[bool],
+    timeout: Duration,
+) -> Result<u64, DestError> {
+    let refused = |cmd: &str, reply: String| DestError::Refused {
+        cmd: cmd.into(),
+        key: None,
+        reply,
+    };
+    let mut removed = 0u64;
+    for ep in nodes {
+        let mut conn = connect_and_auth(ep, timeout).await?;
+        let info = conn.call(&["INFO", "keyspace"]).await?;
+        let dbs: Vec<String> = frame_text(&info)
+            .lines()
+            .filter_map(|l| Some(l.strip_prefix("db")?.split(':').next()?.to_string()))
+            .collect();
+        for db in dbs {
+            let r = conn.call(&["SELECT", db.as_str()]).await?;
+            if let Some(e) = frame_error(&r) {
+                return Err(refused("SELECT", e));
+            }
+            let mut cursor = "0".to_string();
+            loop {
+                let reply = conn
+                    .call(&["SCAN", cursor.as_str(), "COUNT", "1000"])
+                    .await?;
+                if let Some(e) = frame_error(&reply) {
+                    return Err(refused("SCAN", e));
+                }
+                let (next, keys) = scan_reply(&reply)
+                    .ok_or_else(|| DestError::Unsupported("SCAN: unexpected reply".into()))?;
+                let mine: Vec<&[u8]> = keys
+                    .iter()
+                    .map(|k| &k[..])
+                    .filter(|k| slots[usize::from(replay::cluster::slot::key_slot(k))])
+                    .collect();
+                if !mine.is_empty() {
+                    let mut args: Vec<&[u8]> = vec![b"UNLINK"];
+                    args.extend(&mine);
+                    let r = conn.call(&args).await?;
+                    if let Some(e) = frame_error(&r) {
+                        return Err(refused("UNLINK", e));
+                    }
+                    removed += mine.len() as u64;
+                }
+                if next == "0" {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The cursor and the keys of a SCAN reply.
+fn scan_reply(reply: &replay::resp::Frame) -> Option<(String, Vec<bytes::Bytes>)> {
+    use replay::resp::Frame;
+    let Frame::Array(parts) = reply else {
+        return None;
+    };
+    let cursor = frame_text(parts.first()?);
+    let Frame::Array(keys) = parts.get(1)? else {
+        return None;
+    };
+    let keys = keys
+        .iter()
+        .filter_map(|k| match k {
+            Frame::BulkString(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    Some((cursor, keys))
+}

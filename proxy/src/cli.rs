@@ -104,6 +104,15 @@ pub struct SyncArgs {
     pub source_side: SourceSide,
     #[command(flatten)]
     pub apply: ApplyArgs,
+    /// A Redis Cluster source: follow the shard that this node (its master or one of its
+    /// replicas, by HOST:PORT or by node id) belongs to — through failovers: the shard, not the
+    /// node. One replicant per source shard, e.g. a sidecar next to each master.
+    #[arg(long, value_name = "ADDR|NODE-ID")]
+    pub source_shard: Option<String>,
+    /// Which node of the shard the link reads: `master`, or `replica` (a healthy replica of
+    /// the shard when there is one, else its master).
+    #[arg(long, value_enum, default_value_t = ReadFrom::Master, value_name = "ROLE")]
+    pub source_read_from: ReadFrom,
     /// Port announced to the source with REPLCONF listening-port (informational).
     #[arg(long, default_value_t = 0, value_name = "PORT")]
     pub listening_port: u16,
@@ -157,6 +166,13 @@ pub struct SyncArgs {
     /// A summary line every this many seconds (0: none).
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub status_interval: u64,
+}
+
+/// Which node of a source shard the link reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadFrom {
+    Master,
+    Replica,
 }
 
 /// What a re-copy of the snapshot does with the destination's keys.

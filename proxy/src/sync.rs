@@ -25,6 +25,7 @@ use crate::source::acker::{self, AckState};
 use crate::source::handshake::FullResync;
 use crate::source::link::{Link, LinkConfig, Session};
 use crate::source::probe::{probe, SourceInfo};
+use crate::source::shard::{self, MasterAt};
 use crate::source::SourceError;
 use crate::spool::{SpoolConfig, SpoolCounters};
 use crate::state::checkpoint::{Checkpoint, Stand};
@@ -43,14 +44,20 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         &args.apply.target_side.flags(),
     )?;
     let state = StateDir::open(&args.state_dir)?;
-    let checkpoint = state.load_for(&source.to_string(), &target.to_string())?;
+    // One shard of a cluster source is a pair of its own (a sidecar per shard).
+    let source_id = match &args.source_shard {
+        Some(spec) => format!("{source} shard {spec}"),
+        None => source.to_string(),
+    };
+    let checkpoint = state.load_for(&source_id, &target.to_string())?;
     state.remove_old_spool();
     if !args.skip_check {
         check::before_sync(&args, checkpoint.is_some()).await?;
     }
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     let info = probe(&source, timeout).await.map_err(Fatal::source)?;
-    tracing::info!(source = %source, version = %info.version, role = %info.role, tls = source.tls.is_some(), "source ready");
+    tracing::info!(source = %source, version = %info.version, role = %info.role, cluster = info.cluster, tls = source.tls.is_some(), "source ready");
+    let follower = shard::for_run(&args, &source, info.cluster, timeout).await?;
     let dest = apply::open(
         &args.apply,
         Duration::from_secs(args.retry_connect.saturating_mul(60)),
@@ -73,7 +80,9 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let read_timeout = Duration::from_secs(args.source_timeout.max(1));
     let spool_counters = Arc::new(SpoolCounters::default());
     let cfg = LinkConfig {
-        endpoint: source.clone(),
+        endpoint: follower
+            .as_ref()
+            .map_or_else(|| source.clone(), |f| f.link_endpoint()),
         connect_timeout: timeout,
         listening_port: args.listening_port,
         read_timeout,
@@ -98,10 +107,21 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         args.ready_lag,
         args.spool_max,
     ));
-    let heartbeats = Arc::new(Heartbeats::new(&args.heartbeat_prefix, !args.no_heartbeat));
+    // The heartbeat key must live in a slot of the shard followed, the shard's master takes
+    // it and the cutover's pause.
+    let heartbeats = Arc::new(Heartbeats::new(
+        &args.heartbeat_prefix,
+        !args.no_heartbeat,
+        follower.as_ref().and_then(|f| f.tag()).as_deref(),
+    ));
+    let master_at = MasterAt::new(
+        follower
+            .as_ref()
+            .map_or_else(|| source.clone(), |f| f.master_endpoint()),
+    );
     let side_stop = CancellationToken::new();
     let cut = admin::CutoverSource {
-        endpoint: source.clone(),
+        at: master_at.clone(),
         timeout,
     };
     let mut side_tasks = match start_reports(&args, &status, cut, &side_stop).await {
@@ -112,7 +132,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         }
     };
     side_tasks.push(tokio::spawn(heartbeat::run(
-        source.clone(),
+        master_at.clone(),
         timeout,
         heartbeats.clone(),
         status.clone(),
@@ -127,7 +147,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let position = Arc::new(Position::new(applied.clone()));
     let ck = Arc::new(Checkpointer::new(
         state.checkpoint_path(),
-        source.to_string(),
+        source_id,
         target.to_string(),
         position.clone(),
     ));
@@ -146,6 +166,8 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         spool_peak: 0,
         spool_pauses: 0,
         pipeline: Pipeline::default(),
+        shard: follower,
+        master_at,
         status: status.clone(),
         heartbeats,
     };
@@ -298,13 +320,21 @@ fn config_lines(args: &SyncArgs, source: &Endpoint, target: &Endpoint) -> Vec<(S
         ("ready_lag", args.ready_lag.to_string()),
     ];
     c.extend(more.into_iter().map(|(k, v)| (k.to_string(), v)));
+    c.push((
+        "source_shard".to_string(),
+        args.source_shard.clone().unwrap_or_default(),
+    ));
+    c.push((
+        "source_read_from".to_string(),
+        format!("{:?}", args.source_read_from).to_lowercase(),
+    ));
     c
 }
 
 /// Links to the source until stopped, reconnecting after a lost link; then drains the sink.
 async fn follow(
     args: &SyncArgs,
-    cfg: LinkConfig,
+    mut cfg: LinkConfig,
     session: &mut Session,
     mut sink: Sink,
     mut resume: Option<FullResync>,
@@ -323,7 +353,7 @@ async fn follow(
         session.links += 1;
         ack.streaming.store(false, Ordering::Release);
         let connected = tokio::select! {
-            l = Link::connect(cfg.clone(), resume.as_ref(), session.links, &ack) => l,
+            l = connect(&mut cfg, session, resume.as_ref(), &ack) => l,
             _ = stop.cancelled() => {
                 return finish(sink, args.grace).await;
             }
@@ -337,7 +367,12 @@ async fn follow(
             Ok(l) => l,
             Err(e) if e.is_link_loss() && outage.is_some_and(|t| t.elapsed() < retry_for) => {
                 attempt += 1;
-                let wait = backoff(attempt);
+                let mut wait = backoff(attempt);
+                if session.shard.is_some() {
+                    // Each attempt reads the shard's topology again: a promoted replica is
+                    // found within a second of the failover.
+                    wait = wait.min(Duration::from_secs(1));
+                }
                 // Said at the first attempt, then once a minute.
                 if said.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
                     said = Some(Instant::now());
@@ -439,6 +474,36 @@ async fn follow(
         let _ = h.await;
     }
     outcome
+}
+
+/// A link to the source; a cluster shard's topology is read again first after a lost link,
+/// so that the link goes where the shard is now (a failover promoted a replica).
+async fn connect(
+    cfg: &mut LinkConfig,
+    session: &mut Session,
+    resume: Option<&FullResync>,
+    ack: &Arc<AckState>,
+) -> Result<Link, SourceError> {
+    if let Some(f) = session.shard.as_mut() {
+        if session.links > 1 {
+            let before = cfg.endpoint.clone();
+            if f.refresh().await? {
+                tracing::warn!(master = %f.master_endpoint(), id = %f.shard.master.id, "the source shard has a new master: continuing the stream there");
+            }
+            cfg.endpoint = f.link_endpoint();
+            session.master_at.set(f.master_endpoint());
+            if cfg.endpoint != before {
+                tracing::info!(from = %before, to = %cfg.endpoint, "the link moves to another node of the shard");
+            }
+        }
+    }
+    let r = Link::connect(cfg.clone(), resume, session.links, ack).await;
+    if r.is_err() {
+        if let Some(f) = session.shard.as_mut() {
+            f.link_failed();
+        }
+    }
+    r
 }
 
 /// Waits (within the grace period) until the destination has answered what is in flight.

@@ -18,6 +18,8 @@ pub struct ReplicaLine {
     pub state: String,
     /// The offset the replica last acknowledged.
     pub offset: u64,
+    /// The port it announced (`REPLCONF listening-port`): replicant's is 0 unless told.
+    pub port: u16,
 }
 
 /// The parts of `INFO replication` the barrier needs.
@@ -73,8 +75,10 @@ impl ReplicationInfo {
 fn parse_replica(fields: &str) -> Result<ReplicaLine, String> {
     let mut state = None;
     let mut offset = None;
+    let mut port = 0;
     for field in fields.split(',') {
         match field.split_once('=') {
+            Some(("port", value)) => port = value.parse().unwrap_or(0),
             Some(("state", value)) => state = Some(value.to_string()),
             Some(("offset", value)) => {
                 offset = Some(
@@ -87,7 +91,11 @@ fn parse_replica(fields: &str) -> Result<ReplicaLine, String> {
         }
     }
     match (state, offset) {
-        (Some(state), Some(offset)) => Ok(ReplicaLine { state, offset }),
+        (Some(state), Some(offset)) => Ok(ReplicaLine {
+            state,
+            offset,
+            port,
+        }),
         _ => Err(format!("replica line without state or offset: {fields:?}")),
     }
 }
@@ -188,7 +196,8 @@ mod tests {
             info.replicas,
             vec![ReplicaLine {
                 state: "online".into(),
-                offset: 1234
+                offset: 1234,
+                port: 6380
             }]
         );
         assert!(info.in_sync() && info.any_online());

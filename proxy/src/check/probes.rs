@@ -374,6 +374,13 @@ async fn target_checks(
             Verdict::Pass,
             format!("{keys} keys, from the run this one continues"),
         )
+    } else if args.source_shard.is_some() {
+        // One replicant per source shard: the others write here too.
+        Finding::new(
+            "target empty",
+            Verdict::Warn,
+            format!("the destination holds {keys} keys; expected when the other shards of the source cluster are copied into it too (else empty it first)"),
+        )
     } else {
         Finding::new("target empty", Verdict::Fail, format!("the destination holds {keys} keys: keys of the same name are replaced, the others stay and the result is not a copy of the source; empty it (FLUSHALL) or choose another"))
     };

@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use replay::cmd::{Command, Op};
-use replay::dest::{Applied, Sink, SinkError};
+use replay::dest::{Applied, Sink};
 use replay::net::{Endpoint, Stream, WriteHalf};
-use replay::pipeline::{
-    Deliver, DriveError, Feed, Pipeline, PlanError, SnapshotStage, StreamStage,
-};
+use replay::pipeline::{Pipeline, SnapshotStage, StreamStage};
 use replay::plan::stream::{Seen, StreamState};
 use replay::plan::{BatchLimits, Caps, PlanStats, RdbPlanner};
 use replay::rdb::Limits;
@@ -21,11 +19,12 @@ use replay::resp::Conn;
 use tokio_util::sync::CancellationToken;
 
 use super::acker::AckState;
+use super::feed::{drive_error, read_more, report_snapshot, sink_error, LinkFeed};
 use super::handshake::{handshake, FullResync, Psync};
 use super::transfer::{parse_header, Transfer};
 use super::SourceError;
 use crate::cli::OnFullResync;
-use crate::spool::{SnapshotEnd, Spool, SpoolConfig, SpoolEnd};
+use crate::spool::{SnapshotEnd, Spool, SpoolConfig};
 use crate::state::saver::Checkpointer;
 use crate::status::heartbeat::Heartbeats;
 use crate::status::{Phase, Status};
@@ -68,6 +67,9 @@ pub struct Session {
     /// The way the source's stream goes to the destination, kept across links (its stages
     /// hold the stream's state: e.g. a transaction being collected for a cluster).
     pub pipeline: Pipeline,
+    /// The cluster shard followed (a cluster source), and where its master is now.
+    pub shard: Option<super::shard::ShardFollower>,
+    pub master_at: super::shard::MasterAt,
     /// For metrics, INFO and the summary line.
     pub status: Arc<Status>,
     pub heartbeats: Arc<Heartbeats>,
@@ -261,6 +263,7 @@ impl Link {
             .unwrap_or_else(|| StreamState::new(self.resync.offset));
         st.own_prefix = Some(run.heartbeats.prefix.clone());
         st.own_key = Some(run.heartbeats.key.clone());
+        st.scoped = run.shard.is_some();
         let (position, ack, beats) = (
             run.checkpoint.position.clone(),
             run.ack.clone(),
@@ -315,10 +318,24 @@ impl Link {
             return Ok(true);
         }
         match run.on_full_resync {
-            OnFullResync::Flush => {
-                tracing::warn!("copying the snapshot again: emptying the destination first (FLUSHALL, --on-full-resync flush)");
-                run.pipeline.push(Op::Cmd(Command::new(&["FLUSHALL"])));
-            }
+            OnFullResync::Flush => match run.shard.as_ref().map(|f| f.shard.slot_set()) {
+                // The destination holds the other shards' keys too: only this shard's go.
+                Some(slots) => {
+                    tracing::warn!("copying this source shard's snapshot again: removing the destination's keys of the shard's slots first (--on-full-resync flush)");
+                    let removed =
+                        crate::apply::clear_slots(&tx.nodes(), &slots, self.cfg.connect_timeout)
+                            .await
+                            .map_err(SourceError::Dest)?;
+                    tracing::info!(
+                        removed,
+                        "the destination's keys of the shard's slots are removed"
+                    );
+                }
+                None => {
+                    tracing::warn!("copying the snapshot again: emptying the destination first (FLUSHALL, --on-full-resync flush)");
+                    run.pipeline.push(Op::Cmd(Command::new(&["FLUSHALL"])));
+                }
+            },
             OnFullResync::Keep => {
                 let before = crate::apply::key_count(&tx.nodes(), self.cfg.connect_timeout)
                     .await
@@ -409,118 +426,6 @@ impl Link {
     }
 }
 
-/// Reads more bytes from the source (through the spool), tending the destination meanwhile.
-/// `Ok(false)` when stopped.
-async fn read_more(
-    spool: &mut Spool,
-    buf: &mut BytesMut,
-    tx: &mut Sink,
-    stop: &CancellationToken,
-) -> Result<bool, SourceError> {
-    if buf.capacity() - buf.len() < 32 * 1024 {
-        buf.reserve(256 * 1024);
-    }
-    loop {
-        let attention = tokio::select! {
-            _ = stop.cancelled() => return Ok(false),
-            _ = tx.attention() => true,
-            r = spool.read_into(buf) => return r.map(|_| true).map_err(SourceError::Spool),
-        };
-        if attention {
-            // The destination needs tending (a writer stopped, or commands came back).
-            tx.service().await.map_err(sink_error)?;
-        }
-    }
-}
-
-/// The link's side of the pipeline: bytes from the spool, batches to the sink.
-struct LinkFeed<'a> {
-    spool: &'a mut Spool,
-    tx: &'a mut Sink,
-    stop: &'a CancellationToken,
-    status: &'a Status,
-    /// The announced length of a sized snapshot transfer.
-    snapshot_len: Option<u64>,
-}
-
-impl Deliver for LinkFeed<'_> {
-    type Error = SourceError;
-
-    async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), SourceError> {
-        send(self.tx, ops, self.stop).await
-    }
-}
-
-impl Feed<SnapshotStage> for LinkFeed<'_> {
-    async fn more(
-        &mut self,
-        stage: &SnapshotStage,
-        buf: &mut BytesMut,
-    ) -> Result<bool, SourceError> {
-        if let Some(len) = self.snapshot_len {
-            if stage.offset() + buf.len() as u64 >= len {
-                return Err(stage
-                    .finish(buf)
-                    .err()
-                    .map(SourceError::from)
-                    .unwrap_or_else(|| {
-                        SourceError::Protocol("RDB shorter than announced".into())
-                    }));
-            }
-        }
-        report_snapshot(self.status, stage);
-        match read_more(self.spool, buf, self.tx, self.stop).await {
-            Err(SourceError::Spool(SpoolEnd::Closed)) => {
-                Err(stage
-                    .finish(buf)
-                    .err()
-                    .map_or(SourceError::Spool(SpoolEnd::Closed), |e| {
-                        SourceError::Protocol(format!(
-                            "the source closed the link during the snapshot: {e}"
-                        ))
-                    }))
-            }
-            r => r,
-        }
-    }
-}
-
-impl Feed<StreamStage> for LinkFeed<'_> {
-    async fn more(&mut self, stage: &StreamStage, buf: &mut BytesMut) -> Result<bool, SourceError> {
-        self.status
-            .read_offset
-            .store(stage.state.offset, Ordering::Relaxed);
-        self.status
-            .source_commands
-            .store(stage.state.frames, Ordering::Relaxed);
-        read_more(self.spool, buf, self.tx, self.stop).await
-    }
-}
-
-/// The snapshot's progress, for metrics and INFO.
-fn report_snapshot(status: &Status, stage: &SnapshotStage) {
-    let s = stage.stats();
-    status
-        .snapshot_read
-        .store(stage.offset(), Ordering::Relaxed);
-    status
-        .keys_restored
-        .store(s.keys_restored, Ordering::Relaxed);
-    status
-        .keys_rewritten
-        .store(s.keys_rewritten, Ordering::Relaxed);
-    status.keys_expired.store(s.keys_expired, Ordering::Relaxed);
-}
-
-fn drive_error(e: DriveError<SourceError>) -> SourceError {
-    match e {
-        DriveError::Plan(PlanError::Rdb(e)) => SourceError::Rdb(e),
-        DriveError::Plan(PlanError::Stream(e)) => SourceError::Protocol(e.to_string()),
-        DriveError::Plan(PlanError::Slot(e)) => SourceError::Slot(e),
-        DriveError::Feed(e) => e,
-    }
-}
-
 /// The spool reading the link (on a thread of its own for plain TCP) and the write half for
 /// the acker.
 fn spool_and_writer(
@@ -581,28 +486,4 @@ async fn report_kept(
         tracing::info!(copied, keys = after, "the new copy left no keys behind");
     }
     Ok(())
-}
-
-/// Hands the batch to the writer, waiting while its queue is full (backpressure).
-async fn send(tx: &mut Sink, batch: Vec<Op>, stop: &CancellationToken) -> Result<(), SourceError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let r = tokio::select! {
-        r = tx.send(batch) => r.map_err(sink_error),
-        // Stopping: what is not handed over is not applied, and not acknowledged either.
-        _ = stop.cancelled() => Ok(()),
-    };
-    // One thread runs every task: after each batch, let the spool read the socket (so the
-    // source never waits on the planner) and the writers write.
-    tokio::task::yield_now().await;
-    r
-}
-
-fn sink_error(e: SinkError) -> SourceError {
-    match e {
-        SinkError::Closed(_) => SourceError::WriterGone,
-        SinkError::Route(e) => SourceError::Route(e),
-        SinkError::Dest(e) => SourceError::Dest(e),
-    }
 }

@@ -5,9 +5,11 @@
 //! run needs to know of the source first, on a control connection.
 
 pub mod acker;
+pub mod feed;
 pub mod handshake;
 pub mod link;
 pub mod probe;
+pub mod shard;
 pub mod transfer;
 
 use replay::net::ConnectError;

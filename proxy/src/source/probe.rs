@@ -18,6 +18,8 @@ pub struct SourceInfo {
     pub role: String,
     /// The dbs that hold keys.
     pub dbs: Vec<u64>,
+    /// A node of a Redis Cluster (`cluster_enabled:1`).
+    pub cluster: bool,
 }
 
 /// Connects, authenticates and reads `INFO server`, `INFO replication` and `INFO keyspace`.
@@ -26,6 +28,7 @@ pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<SourceInfo, Sourc
     let server = info(&mut conn, "server").await?;
     let replication = info(&mut conn, "replication").await?;
     let keyspace = info(&mut conn, "keyspace").await?;
+    let cluster = info(&mut conn, "cluster").await?;
     Ok(SourceInfo {
         version: field(&server, "redis_version").unwrap_or_default(),
         role: field(&replication, "role").unwrap_or_default(),
@@ -33,6 +36,7 @@ pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<SourceInfo, Sourc
             .lines()
             .filter_map(|l| l.strip_prefix("db")?.split(':').next()?.parse().ok())
             .collect(),
+        cluster: field(&cluster, "cluster_enabled").as_deref() == Some("1"),
     })
 }
 

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::cutover::{self, Request};
 use super::Status;
-use replay::net::Endpoint;
 use std::time::Duration;
 
 const MAX_REQUEST: usize = 64 * 1024;
@@ -25,7 +24,8 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// Where a cutover pauses writes: the source, with the run's credentials.
 #[derive(Debug, Clone)]
 pub struct CutoverSource {
-    pub endpoint: Endpoint,
+    /// The source's master now (a cluster shard's follows failovers).
+    pub at: crate::source::shard::MasterAt,
     pub timeout: Duration,
 }
 
@@ -102,7 +102,7 @@ async fn session(
                                 max_lag,
                                 resume: arg(3).is_some_and(|a| a.eq_ignore_ascii_case("resume")),
                             };
-                            match cutover::run(status, &source.endpoint, source.timeout, req).await {
+                            match cutover::run(status, &source.at.get(), source.timeout, req).await {
                                 Ok(text) => bulk(&text),
                                 Err(e) => format!("-ERR cutover failed: {}\r\n", e.replace(['\r', '\n'], " ")),
                             }

@@ -12,12 +12,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use replay::net::{connect_and_auth, Endpoint};
+use replay::net::connect_and_auth;
 use replay::plan::caps::info_field;
 use replay::resp::{frame_error, frame_text};
 use tokio_util::sync::CancellationToken;
 
 use super::{Status, UNKNOWN};
+use crate::source::shard::MasterAt;
+
+/// Refusals of a node that stopped being the master the heartbeat writes to: not final.
+const MOVED_ON: &[&str] = &[
+    "READONLY",
+    "MOVED",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "LOADING",
+];
 
 #[derive(Debug, Default)]
 struct Queues {
@@ -48,11 +59,13 @@ pub fn now_ms() -> u64 {
 }
 
 impl Heartbeats {
-    pub fn new(prefix: &str, enabled: bool) -> Self {
+    /// `tag`: a hash tag for the key (a cluster source: one whose slot the shard serves).
+    pub fn new(prefix: &str, enabled: bool, tag: Option<&str>) -> Self {
         let id = format!("{:x}{:x}", std::process::id(), now_ms());
         let prefix = format!("{prefix}heartbeat:");
+        let tag = tag.map(|t| format!("{{{t}}}")).unwrap_or_default();
         Heartbeats {
-            key: Bytes::from(format!("{prefix}{id}")),
+            key: Bytes::from(format!("{prefix}{tag}{id}")),
             prefix: Bytes::from(prefix),
             enabled,
             queues: Mutex::default(),
@@ -106,7 +119,7 @@ impl Heartbeats {
 
 /// Writes heartbeats and polls the source's offset until `stop`.
 pub async fn run(
-    source: Endpoint,
+    source: MasterAt,
     timeout: Duration,
     hb: Arc<Heartbeats>,
     status: Arc<Status>,
@@ -131,7 +144,7 @@ pub async fn run(
             continue;
         }
         if conn.is_none() {
-            match connect_and_auth(&source, timeout).await {
+            match connect_and_auth(&source.get(), timeout).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::debug!(error = %e, "heartbeat: cannot reach the source");
@@ -149,6 +162,12 @@ pub async fn run(
                 .await
             {
                 Ok(reply) => match frame_error(&reply) {
+                    // The node is no longer the master (a failover): ask again where it is.
+                    Some(e) if MOVED_ON.iter().any(|m| e.starts_with(m)) => {
+                        tracing::debug!(reply = %e, "heartbeat: the source node is not its shard's master now");
+                        conn = None;
+                        continue;
+                    }
                     Some(e) => {
                         refused = true;
                         status.lag_ms.store(UNKNOWN, Ordering::Release);
@@ -194,7 +213,10 @@ mod tests {
     fn lag_is_measured_when_applied_and_bounded_by_what_is_pending() {
         let p = Arc::new(Progress::default());
         let status = Status::new(Applied::new(vec![p.clone()]), Arc::default(), vec![], 0, 0);
-        let hb = Heartbeats::new("replicant:", true);
+        let hb = Heartbeats::new("replicant:", true, None);
+        assert!(Heartbeats::new("r:", true, Some("12"))
+            .key
+            .starts_with(b"r:heartbeat:{12}"));
         assert!(hb.key.starts_with(&hb.prefix));
         let now = now_ms();
         hb.written(now - 5000);

@@ -67,6 +67,9 @@ pub struct StreamState {
     pub own_prefix: Option<Bytes>,
     /// This run's heartbeat key: its timestamps are reported.
     pub own_key: Option<Bytes>,
+    /// The stream is one shard's of a cluster source, and the destination holds the other
+    /// shards' keys too: a FLUSHALL/FLUSHDB (which emptied only that shard) cannot be replayed.
+    pub scoped: bool,
 }
 
 /// What a frame asked of the link besides its ops.
@@ -89,6 +92,7 @@ impl StreamState {
             frames: 0,
             own_prefix: None,
             own_key: None,
+            scoped: false,
         }
     }
 
@@ -106,6 +110,15 @@ impl StreamState {
         let arg1 = frame.arg1.clone().map(|r| &raw[r]);
         let mut kind = classify(name, arg1)?;
         let mut seen = Seen::default();
+        if self.scoped
+            && kind == Kind::Forward
+            && (name.eq_ignore_ascii_case(b"FLUSHALL") || name.eq_ignore_ascii_case(b"FLUSHDB"))
+        {
+            return Err(format!(
+                "{} on this shard of the source cluster: it emptied only the slots the shard serves, and replaying it would empty the other shards' keys on the destination too; stopping (to go on: empty the destination and copy again with new state dirs)",
+                String::from_utf8_lossy(name).to_uppercase()
+            ));
+        }
         if kind == Kind::Forward && self.is_own(name, arg1) {
             kind = Kind::Heartbeat;
             if arg1 == self.own_key.as_deref() {
@@ -256,6 +269,20 @@ mod tests {
             out.iter().all(|o| matches!(o, Op::Mark(_))),
             "nothing forwarded"
         );
+    }
+
+    #[test]
+    fn a_shard_stream_does_not_replay_a_flush() {
+        let mut st = StreamState::new(0);
+        st.scoped = true;
+        let mut buf = BytesMut::from(&b"*1\r\n$8\r\nFLUSHALL\r\n"[..]);
+        let f = CommandScanner::default()
+            .scan(&buf)
+            .expect("valid")
+            .expect("whole");
+        let raw = buf.split_to(f.len).freeze();
+        let err = st.on_frame(&f, raw, &mut Vec::new()).expect_err("refused");
+        assert!(err.contains("FLUSHALL on this shard"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,307 @@
+//! Redis Cluster sources: one replicant per source shard (`--source-shard`, the sidecar next to
+//! each master), all into one destination, under a write load on every shard (strings with
+//! TTLs, counters, lists, hashes, sorted sets, sets, streams, hash-tagged MULTI/EXEC). The
+//! source is a 3-master cluster with one replica per master, started by the harness.
+//!
+//! - Into a 4-master destination cluster (links on the masters) and, at the same time, into a
+//!   standalone server (links on the replicas, `--source-read-from replica`): both equal the
+//!   source key by key once the writes stop.
+//! - Failovers: `CLUSTER FAILOVER` of one shard, then SIGKILL of another shard's master (the
+//!   cluster promotes its replica): each replicant follows its shard to the new master and
+//!   continues with PSYNC (no copy again), and the destination equals the source.
+//! - SIGKILL of one replicant and a restart with the same state dir: it continues with PSYNC.
+
+use std::path::Path;
+use std::time::Duration;
+
+use replicant_tests::barrier;
+use replicant_tests::cluster::RedisCluster;
+use replicant_tests::compare::{self, CompareOptions};
+use replicant_tests::heavy_test_guard;
+use replicant_tests::replicant::SyncProcess;
+use replicant_tests::server::RedisServer;
+use replicant_tests::wait::{self, Check};
+use replicant_tests::workload::sharded::ShardedWorkload;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// Writes a second on the source cluster (all shards together).
+const RATE: u32 = 1_500;
+/// What a replicant logs once its snapshot is read.
+const STREAMING: &str = "snapshot read; following the replication stream";
+/// What a replicant logs when its source shard could not continue the stream.
+const RECOPY: &str = "could not continue the stream";
+
+fn source_cluster() -> RedisCluster {
+    RedisCluster::builder()
+        .masters(3)
+        .replicas_per_master(1)
+        .config("repl-diskless-sync-delay", "0")
+        .config("repl-backlog-size", "64mb")
+        .start()
+}
+
+fn urls(cluster: &RedisCluster) -> Vec<String> {
+    cluster.nodes().iter().map(RedisServer::url).collect()
+}
+
+/// One replicant per master of `source`, each given that master as `--source` and
+/// `--source-shard`, with `extra` arguments (`{n}` in them: the shard's number).
+fn sidecars(source: &RedisCluster, target_url: &str, extra: &[String]) -> Vec<SyncProcess> {
+    source
+        .masters()
+        .iter()
+        .enumerate()
+        .map(|(n, m)| {
+            let mut b = SyncProcess::builder(&m.url(), target_url)
+                .arg("--source-shard")
+                .arg(&m.addr());
+            for a in extra {
+                b = b.arg(&a.replace("{n}", &n.to_string()));
+            }
+            b.start()
+        })
+        .collect()
+}
+
+fn all_running(procs: &mut [SyncProcess]) -> Result<(), String> {
+    for (i, p) in procs.iter_mut().enumerate() {
+        p.check_running()
+            .map_err(|e| format!("replicant {i}: {e}\n{}", p.log_tail(20)))?;
+    }
+    Ok(())
+}
+
+/// Waits until `ready` holds, failing at once if a replicant exited.
+fn wait_until(
+    procs: &mut [SyncProcess],
+    what: &str,
+    mut ready: impl FnMut(&[SyncProcess]) -> bool,
+) {
+    let r = wait::wait_for(TIMEOUT, what, || match all_running(procs) {
+        Err(e) => Check::Failed(e),
+        Ok(()) if ready(procs) => Check::Ready(()),
+        Ok(()) => Check::Pending,
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+/// Waits until every replicant has read its snapshot and follows its stream.
+fn wait_streaming(procs: &mut [SyncProcess]) {
+    wait_until(procs, "every replicant to follow its stream", |p| {
+        p.iter().all(|p| p.log().contains(STREAMING))
+    });
+}
+
+/// The sync barrier on every node of `source` that has replicas now (each replicant's link is
+/// on a master, or on a replica with `--source-read-from replica`).
+fn barrier_all(source: &RedisCluster, procs: &mut [SyncProcess]) {
+    // Every replicant linked somewhere first (an online replica line announcing port 0).
+    let n = procs.len();
+    wait_until(procs, "every replicant to be linked to its shard", |_| {
+        let linked: usize = source
+            .nodes()
+            .iter()
+            .filter_map(|node| barrier::replication_info(node).ok())
+            .map(|i| {
+                i.replicas
+                    .iter()
+                    .filter(|r| r.port == 0 && r.state == "online")
+                    .count()
+            })
+            .sum();
+        linked == n
+    });
+    for node in source.nodes() {
+        let linked = barrier::replication_info(node).is_ok_and(|i| !i.replicas.is_empty());
+        if !linked {
+            continue;
+        }
+        if let Err(e) = barrier::wait_for_sync(node, TIMEOUT, || all_running(procs)) {
+            panic!("{}: {e}", node.addr());
+        }
+    }
+}
+
+fn assert_equal(source: &RedisCluster, target: &impl compare::Compared, what: &str) {
+    let differences =
+        compare::dataset_differences_with(source, target, CompareOptions::live_replication());
+    assert!(
+        differences.is_empty(),
+        "{what}: {}",
+        compare::format_differences(&differences)
+    );
+}
+
+#[test]
+fn three_shards_into_a_cluster_and_from_replicas_into_a_standalone_server() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let into_cluster = RedisCluster::builder().masters(4).start();
+    let into_single = RedisServer::start();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(3_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = sidecars(&source, &into_cluster.url(), &[]);
+    procs.extend(sidecars(
+        &source,
+        &into_single.url(),
+        &["--source-read-from".into(), "replica".into()],
+    ));
+    wait_streaming(&mut procs);
+    let until = workload.ops() + 4_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    workload.stop();
+    barrier_all(&source, &mut procs);
+    // The replicas serve the links of `--source-read-from replica`: each has one replica.
+    for r in source.replicas() {
+        let links = barrier::replication_info(r).map(|i| i.replicas.len());
+        assert_eq!(
+            links,
+            Ok(1),
+            "{}: the replicant of its shard reads it",
+            r.addr()
+        );
+    }
+    assert_equal(&source, &into_cluster, "into the 4-master cluster");
+    assert_equal(&source, &into_single, "into the standalone server");
+    for p in procs {
+        let log = p.stop();
+        assert!(!log.contains(RECOPY), "no copy again");
+    }
+}
+
+#[test]
+fn failovers_of_source_shards_are_followed_with_psync() {
+    let _guard = heavy_test_guard();
+    let mut source = source_cluster();
+    let target = RedisServer::start();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(2_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = sidecars(&source, &target.url(), &[]);
+    wait_streaming(&mut procs);
+    let masters: Vec<String> = source.masters().iter().map(|m| m.addr()).collect();
+    // A coordinated failover of the first shard.
+    let replica = source
+        .replica_of(&masters[0])
+        .expect("a replica of shard 0");
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    source
+        .manual_failover(&replica, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The second shard's master dies; the cluster promotes its replica.
+    let promoted = source
+        .replica_of(&masters[1])
+        .expect("a replica of shard 1");
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    source
+        .kill_node(&masters[1])
+        .unwrap_or_else(|e| panic!("{e}"));
+    source
+        .wait_for_role(&promoted, "master", TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    source
+        .wait_until_ok(TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let until = workload.ops() + 2_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    workload.stop();
+    barrier_all(&source, &mut procs);
+    for addr in [&replica, &promoted] {
+        let node = source.node(addr).expect("live");
+        assert!(
+            barrier::info_number(node, "stats", "sync_partial_ok") >= 1,
+            "{addr}: the replicant of its shard continued there with PSYNC\n{}",
+            procs
+                .iter()
+                .map(|p| p.log_tail(25))
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+    }
+    assert_equal(&source, &target, "after two failovers");
+    for p in procs {
+        let log = p.stop();
+        assert!(
+            !log.contains(RECOPY),
+            "no shard copied again:\n{}",
+            replicant_tests::replicant::tail(&log, 30)
+        );
+    }
+}
+
+#[test]
+fn a_killed_shard_replicant_continues_with_psync_after_a_restart() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let target = RedisCluster::builder().masters(3).start();
+    let state = tempfile::tempdir().expect("temp dir");
+    let dir = |n: usize| state.path().join(format!("shard{n}"));
+    // Delivery is at least once: what was applied after the last checkpoint before the kill
+    // is applied again, so only writes that mean the same twice.
+    let workload = ShardedWorkload::start_idempotent(urls(&source), RATE);
+    workload
+        .wait_for_ops(2_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state_arg = format!("{}/shard{{n}}", state.path().display());
+    let mut procs = sidecars(&source, &target.url(), &["--state-dir".into(), state_arg]);
+    wait_streaming(&mut procs);
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let master = source.masters()[0].addr();
+    let partial_before = barrier::info_number(
+        source.node(&master).expect("live"),
+        "stats",
+        "sync_partial_ok",
+    );
+    let killed = procs.remove(0);
+    let _ = killed.kill();
+    let until = workload.ops() + 1_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let restarted = restart(&source, &master, &target.url(), &dir(0));
+    procs.insert(0, restarted);
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    workload.stop();
+    barrier_all(&source, &mut procs);
+    let node = source.node(&master).expect("live");
+    assert!(
+        barrier::info_number(node, "stats", "sync_partial_ok") > partial_before,
+        "the restarted replicant continued with PSYNC"
+    );
+    assert_equal(&source, &target, "after a restart");
+    for p in procs {
+        let log = p.stop();
+        assert!(!log.contains(RECOPY), "no copy again");
+    }
+}
+
+fn restart(source: &RedisCluster, master: &str, target: &str, dir: &Path) -> SyncProcess {
+    let node = source.node(master).expect("live");
+    SyncProcess::builder(&node.url(), target)
+        .arg("--source-shard")
+        .arg(master)
+        .arg("--state-dir")
+        .arg(&dir.display().to_string())
+        .start()
+}
