@@ -368,9 +368,18 @@ impl TargetSide {
 
 #[derive(Debug, Args)]
 pub struct CutoverArgs {
-    /// The running sync's admin port (its --admin-addr).
-    #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
-    pub admin: String,
+    /// The running sync's admin port (its --admin-addr). Repeat it (or give a comma-separated
+    /// list) for a cluster source with one replicant per shard: every shard's master is paused
+    /// at once, and the cutover is ready only when every shard is; if one fails, the others
+    /// are unpaused.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9478",
+        value_name = "ADDR",
+        value_delimiter = ',',
+        num_args = 1
+    )]
+    pub admin: Vec<String>,
     /// How long writes on the source stay paused (CLIENT PAUSE … WRITE); the destination must
     /// catch up within 80 % of it, else the source is unpaused and the cutover fails.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]

@@ -236,6 +236,36 @@ impl SyncProcess {
         self.process.child.id()
     }
 
+    /// The admin port it listens on (`IP:PORT`, from its log), waiting up to `timeout` for the
+    /// line; panics if it exits first or never says.
+    pub fn admin_addr(&mut self, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + crate::wait::scaled(timeout);
+        loop {
+            let port = self
+                .log()
+                .lines()
+                .find(|l| l.contains("admin port"))
+                .and_then(|l| {
+                    l.split(" -p ")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()
+                        .map(str::to_string)
+                });
+            if let Some(port) = port {
+                return format!("127.0.0.1:{port}");
+            }
+            if let Err(e) = self.check_running() {
+                self.fail(&e);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no admin port in the log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Everything the process wrote to stderr so far (its log).
     pub fn log(&self) -> String {
         read_lossy(&self.process.stderr_path())

@@ -11,6 +11,7 @@
 //!   continues with PSYNC (no copy again), and the destination equals the source.
 //! - SIGKILL of one replicant and a restart with the same state dir: it continues with PSYNC.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use replicant_tests::barrier;
 use replicant_tests::cluster::RedisCluster;
 use replicant_tests::compare::{self, CompareOptions};
 use replicant_tests::heavy_test_guard;
-use replicant_tests::replicant::SyncProcess;
+use replicant_tests::replicant::{self, SyncProcess};
 use replicant_tests::server::RedisServer;
 use replicant_tests::wait::{self, Check};
 use replicant_tests::workload::sharded::ShardedWorkload;
@@ -239,7 +240,7 @@ fn failovers_of_source_shards_are_followed_with_psync() {
         assert!(
             !log.contains(RECOPY),
             "no shard copied again:\n{}",
-            replicant_tests::replicant::tail(&log, 30)
+            replicant::tail(&log, 30)
         );
     }
 }
@@ -304,4 +305,69 @@ fn restart(source: &RedisCluster, master: &str, target: &str, dir: &Path) -> Syn
         .arg("--state-dir")
         .arg(&dir.display().to_string())
         .start()
+}
+
+/// `replicant cutover` given the three replicants' admin ports: every shard's master paused,
+/// ready only once every shard has caught up; while paused the destination equals the source.
+#[test]
+fn a_cutover_across_every_shards_admin_port_is_ready_when_all_are() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let target = RedisCluster::builder().masters(3).start();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(2_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = sidecars(&source, &target.url(), &[]);
+    wait_streaming(&mut procs);
+    let admins: Vec<String> = procs.iter_mut().map(|p| p.admin_addr(TIMEOUT)).collect();
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut args: Vec<OsString> = ["cutover", "--pause-timeout", "30"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    for a in &admins {
+        args.push("--admin".into());
+        args.push(a.into());
+    }
+    // The writes go on meanwhile: they wait while their master is paused.
+    let out = replicant::run(&args, &[], Duration::from_secs(90));
+    assert!(out.status.success(), "{}", out.describe());
+    assert!(
+        out.stdout.contains("ready: all 3 shards"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.contains(": ready offset="))
+            .count(),
+        3,
+        "{}",
+        out.describe()
+    );
+    // Every master still paused: the destination holds every write.
+    assert_equal(&source, &target, "at the cutover");
+    for a in &admins {
+        let mut con = redis::Client::open(format!("redis://{a}"))
+            .and_then(|c| c.get_connection())
+            .expect("admin port");
+        let r: String = redis::cmd("CUTOVER")
+            .arg("RESUME")
+            .query(&mut con)
+            .expect("CUTOVER RESUME");
+        assert_eq!(r, "source=resumed");
+    }
+    let until = workload.ops() + 500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("writes after the cutover: {e}"));
+    workload.stop();
+    for p in procs {
+        p.stop();
+    }
 }

@@ -16,31 +16,6 @@ use replicant_tests::workload::{Workload, WorkloadConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn admin_addr(sync: &mut SyncProcess) -> String {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(port) = sync
-            .log()
-            .lines()
-            .find(|l| l.contains("admin port"))
-            .and_then(|l| {
-                l.split(" -p ")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_string)
-            })
-        {
-            return format!("127.0.0.1:{port}");
-        }
-        if let Err(e) = sync.check_running() {
-            sync.fail(&e);
-        }
-        assert!(Instant::now() < deadline, "no admin port in the log");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn cutover(admin: &str, extra: &[&str]) -> replicant::RunOutput {
     let mut args: Vec<OsString> = ["cutover", "--admin", admin, "--pause-timeout", "20"]
         .into_iter()
@@ -83,7 +58,7 @@ fn cutover_under_load_is_ready_and_equal_then_resumes() {
     if let Err(e) = barrier::wait_for_replica_online(&source, TIMEOUT, || sync.check_running()) {
         sync.fail(&e);
     }
-    let admin = admin_addr(&mut sync);
+    let admin = sync.admin_addr(TIMEOUT);
     // The write rate reached, over two seconds.
     let (t0, o0) = (Instant::now(), ops(&workloads));
     while t0.elapsed() < Duration::from_secs(2) {

@@ -93,6 +93,12 @@ async fn session(
                 },
                 "INFO" => bulk(&info(status, arg(1).as_deref())),
                 "COMMAND" => "*0\r\n".to_string(),
+                "CUTOVER" if args.len() == 2 && arg(1).is_some_and(|a| a.eq_ignore_ascii_case("resume")) => {
+                    match cutover::resume(status, &source.at.get(), source.timeout).await {
+                        Ok(text) => bulk(&text),
+                        Err(e) => format!("-ERR {}\r\n", e.replace(['\r', '\n'], " ")),
+                    }
+                }
                 "CUTOVER" => {
                     let num = |i: usize| arg(i).and_then(|a| a.parse::<u64>().ok());
                     match (num(1), num(2)) {
@@ -107,7 +113,7 @@ async fn session(
                                 Err(e) => format!("-ERR cutover failed: {}\r\n", e.replace(['\r', '\n'], " ")),
                             }
                         }
-                        _ => "-ERR usage: CUTOVER <pause-ms> <max-lag-bytes> [RESUME]\r\n".to_string(),
+                        _ => "-ERR usage: CUTOVER <pause-ms> <max-lag-bytes> [RESUME] | CUTOVER RESUME\r\n".to_string(),
                     }
                 }
                 "QUIT" => {

@@ -101,6 +101,30 @@ pub async fn run(
     r
 }
 
+/// Unpauses writes on the source now (`CUTOVER RESUME`: a cutover of several shards aborted
+/// by the operator's tool after another shard failed, or the end of a rehearsal).
+pub async fn resume(
+    status: &Status,
+    source: &Endpoint,
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut conn = connect_and_auth(source, timeout)
+        .await
+        .map_err(|e| format!("source: {e}"))?;
+    let r = conn
+        .call(&["CLIENT", "UNPAUSE"])
+        .await
+        .map_err(|e| format!("source: {e}"))?;
+    if let Some(e) = frame_error(&r) {
+        return Err(format!("source: CLIENT UNPAUSE refused: {e}"));
+    }
+    if status.cutover.state() == State::Ready {
+        status.cutover.set(State::Resumed);
+    }
+    tracing::warn!("cutover: writes on the source resumed (CUTOVER RESUME)");
+    Ok("source=resumed".into())
+}
+
 async fn cut(
     status: &Status,
     source: &Endpoint,
