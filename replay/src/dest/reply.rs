@@ -42,6 +42,10 @@ const FATAL_ERR_PREFIXES: &[&str] = &[
     "ERR unknown subcommand",
     "ERR wrong number of arguments",
     "ERR syntax error",
+    // A RESTORE payload the destination cannot read (newer RDB version, or corrupt): the key
+    // would be lost.
+    "ERR DUMP payload version or checksum are wrong",
+    "ERR Bad data format",
 ];
 
 /// Classifies an error message (without the leading `-`).
@@ -97,6 +101,10 @@ mod tests {
         assert_eq!(
             classify_error("ERR value is not an integer"),
             Action::PerKey
+        );
+        assert_eq!(
+            classify_error("ERR DUMP payload version or checksum are wrong"),
+            Action::Fatal
         );
         assert_eq!(classify_error("WEIRD something"), Action::Fatal);
         assert_eq!(
