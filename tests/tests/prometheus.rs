@@ -367,7 +367,8 @@ fn deploy_flags(text: &str) -> BTreeSet<String> {
         if let Some(item) = trimmed.strip_prefix("- --") {
             flags.insert(flag(&format!("--{item}")));
         }
-        if trimmed.starts_with("ExecStart=") {
+        // A systemd ExecStart, or a shell's `exec replicant …` (continued with backslashes).
+        if trimmed.starts_with("ExecStart=") || trimmed.starts_with("exec replicant ") {
             in_exec = true;
         }
         if in_exec {
@@ -649,7 +650,11 @@ fn the_deploy_files_use_only_flags_and_variables_replicant_knows() {
         .stdout
         .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
         .collect();
-    for file in ["kubernetes/sidecar.yaml", "systemd/replicant.service"] {
+    for file in [
+        "kubernetes/sidecar.yaml",
+        "kubernetes/sidecar-per-shard.yaml",
+        "systemd/replicant.service",
+    ] {
         let text = read(&deploy_file(file));
         let flags = deploy_flags(&text);
         assert!(
@@ -665,7 +670,11 @@ fn the_deploy_files_use_only_flags_and_variables_replicant_knows() {
             "{file} gives replicant flags that `replicant sync --help` does not list: {unknown:?}"
         );
     }
-    for file in ["kubernetes/sidecar.yaml", "systemd/replicant.env.example"] {
+    for file in [
+        "kubernetes/sidecar.yaml",
+        "kubernetes/sidecar-per-shard.yaml",
+        "systemd/replicant.env.example",
+    ] {
         let vars = replicant_env_vars(&read(&deploy_file(file)));
         assert!(
             vars.contains("REPLICANT_SOURCE_PASSWORD")
