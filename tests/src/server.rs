@@ -59,6 +59,8 @@ pub struct RedisServerBuilder {
     /// `cluster-enabled yes` with this `cluster-node-timeout`.
     cluster_node_timeout: Option<Duration>,
     tls: Option<ServerTls>,
+    /// Another server binary than [`redis_server_binary`] (e.g. another version).
+    binary: Option<PathBuf>,
 }
 
 /// TLS on a server's second port: its certificate and key, the CA it trusts for client
@@ -100,6 +102,7 @@ impl RedisServer {
             start_timeout: START_TIMEOUT,
             cluster_node_timeout: None,
             tls: None,
+            binary: None,
         }
     }
 
@@ -255,6 +258,12 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Runs this server binary (another version: see [`other_server`]).
+    pub fn binary(mut self, path: &Path) -> Self {
+        self.binary = Some(path.to_path_buf());
+        self
+    }
+
     /// How long to wait for `PING` (scaled by the timeout scale).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -311,7 +320,7 @@ impl RedisServerBuilder {
             .try_clone()
             .map_err(|err| setup_error(format!("cannot clone a file handle: {err}")))?;
 
-        let mut command = Command::new(redis_server_binary());
+        let mut command = Command::new(self.binary.clone().unwrap_or_else(redis_server_binary));
         command
             .arg("--port")
             .arg(port.to_string())
@@ -434,6 +443,36 @@ pub fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
     con.set_read_timeout(io_timeout)?;
     con.set_write_timeout(io_timeout)?;
     Ok(con)
+}
+
+/// Another server version for the tests that need one: the binary `$var` names, else
+/// `../shared/servers/<dir>/<file>` beside the repository (built from public sources, never
+/// committed); `None` when neither is there (the test then says it is skipped, by name).
+pub fn other_server(var: &str, dir: &str, file: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p));
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    [
+        repo.join("../shared/servers"),
+        repo.join("../../shared/servers"),
+    ]
+    .into_iter()
+    .map(|d| d.join(dir).join(file))
+    .find(|p| p.is_file())
+}
+
+/// Says that `test` is skipped and why: printed, and appended to `$REPLICANT_SKIP_LOG` (where
+/// `tests/run.sh` counts the skipped tests apart from the passed ones).
+pub fn skipped(test: &str, why: &str) {
+    let line = format!("SKIPPED {test}: {why}\n");
+    print!("{line}");
+    if let Some(path) = std::env::var_os("REPLICANT_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = fs::OpenOptions::new().append(true).create(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
 }
 
 /// `$REDIS_SERVER`, or `redis-server` found on `PATH`; panics with what to install if neither.
