@@ -9,7 +9,7 @@ use replicant_tests::barrier;
 use replicant_tests::compare::{self, CompareOptions};
 use replicant_tests::heavy_test_guard;
 use replicant_tests::replicant::SyncProcess;
-use replicant_tests::server::RedisServer;
+use replicant_tests::server::{self, RedisServer};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -111,6 +111,77 @@ fn approximate_trims_with_limit_are_replayed_and_the_run_goes_on() {
     );
     if let Err(err) = sync.check_running() {
         sync.fail(&err);
+    }
+    sync.stop();
+}
+
+/// A source newer than the destination (Redis 7.4, RDB 12, into the OS's 7.0, RDB 10) carries
+/// RESTOREs whose payload the destination refuses ("DUMP payload version or checksum are
+/// wrong"): they reach it stamped with its version when it knows the type (strings, lists,
+/// hashes and sorted sets in listpacks), or decoded and rewritten when it does not (a set or a
+/// stream in 7.2's listpack forms), with their TTLs.
+#[test]
+fn restores_of_a_newer_rdb_version_in_the_stream_are_planned_again() {
+    const NAME: &str = "restores_of_a_newer_rdb_version_in_the_stream_are_planned_again";
+    let Some(bin) = server::other_server("REDIS_7_4_SERVER", "redis-7.4.1", "redis-server") else {
+        server::skipped(
+            NAME,
+            "no Redis 7.4 server (set REDIS_7_4_SERVER, or ../shared/servers/redis-7.4.1/)",
+        );
+        return;
+    };
+    let _guard = heavy_test_guard();
+    let source = RedisServer::builder().binary(&bin).start();
+    let target = RedisServer::start();
+    let mut con = source.client();
+    let mut sync = SyncProcess::start(&source.url(), &target.url());
+    if let Err(err) = barrier::wait_for_replica_online(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&err);
+    }
+    let q = |con: &mut redis::Connection, args: &[&str]| -> redis::Value {
+        let mut c = redis::cmd(args[0]);
+        for a in &args[1..] {
+            c.arg(*a);
+        }
+        c.query(con).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    q(&mut con, &["SET", "s", "a string value"]);
+    q(&mut con, &["RPUSH", "l", "a", "b", "c"]);
+    q(&mut con, &["HSET", "h", "f1", "v1", "f2", "v2"]);
+    q(&mut con, &["ZADD", "z", "1", "m1", "2.5", "m2"]);
+    q(&mut con, &["SADD", "set", "x", "y", "z"]);
+    q(&mut con, &["XADD", "x", "1-1", "f", "v"]);
+    q(&mut con, &["XGROUP", "CREATE", "x", "g", "0"]);
+    for key in ["s", "l", "h", "z", "set", "x"] {
+        let payload: Vec<u8> = redis::cmd("DUMP").arg(key).query(&mut con).expect("DUMP");
+        let _: () = redis::cmd("RESTORE")
+            .arg(format!("{key}:copy"))
+            .arg(0)
+            .arg(&payload)
+            .query(&mut con)
+            .expect("RESTORE");
+        let _: () = redis::cmd("RESTORE")
+            .arg(format!("{key}:ttl"))
+            .arg(3_600_000)
+            .arg(&payload)
+            .query(&mut con)
+            .expect("RESTORE with a TTL");
+        // Over an existing key.
+        let _: () = redis::cmd("RESTORE")
+            .arg("s")
+            .arg(0)
+            .arg(&payload)
+            .arg("REPLACE")
+            .query(&mut con)
+            .expect("RESTORE REPLACE");
+    }
+    if let Err(err) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&err);
+    }
+    let differences =
+        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
+    if !differences.is_empty() {
+        sync.fail(&compare::format_differences(&differences));
     }
     sync.stop();
 }

@@ -13,6 +13,7 @@ use replay::dest::{Applied, Sink};
 use replay::net::{Endpoint, Stream, WriteHalf};
 use replay::pipeline::{Pipeline, SnapshotStage, StreamStage};
 use replay::plan::stream::{Seen, StreamState};
+use replay::plan::stream_restore::StreamRestore;
 use replay::plan::{BatchLimits, Caps, PlanStats, RdbPlanner};
 use replay::rdb::Limits;
 use replay::resp::Conn;
@@ -264,6 +265,10 @@ impl Link {
         st.own_prefix = Some(run.heartbeats.prefix.clone());
         st.own_key = Some(run.heartbeats.key.clone());
         st.scoped = run.shard.is_some();
+        if st.restore.is_none() {
+            let planner = RdbPlanner::new(run.caps, self.cfg.restore_max, self.cfg.batch);
+            st.restore = Some(StreamRestore::new(planner, run.caps.rdb_version));
+        }
         let (position, ack, beats) = (
             run.checkpoint.position.clone(),
             run.ack.clone(),

@@ -11,6 +11,7 @@ pub mod restore;
 pub mod rewrite;
 pub mod slots;
 pub mod stream;
+pub mod stream_restore;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -106,6 +107,11 @@ impl RdbPlanner {
     /// Forget which db is selected (another writer of the same connection changed it).
     pub fn forget_db(&mut self) {
         self.db = None;
+    }
+
+    /// The destination connection has `db` selected (the stream selected it).
+    pub fn assume_db(&mut self, db: u64) {
+        self.db = Some(db);
     }
 
     /// Appends the commands for `ev` to `out`.

@@ -70,6 +70,9 @@ pub struct StreamState {
     /// The stream is one shard's of a cluster source, and the destination holds the other
     /// shards' keys too: a FLUSHALL/FLUSHDB (which emptied only that shard) cannot be replayed.
     pub scoped: bool,
+    /// Plans again the RESTOREs whose payload the destination cannot load (set by the reader
+    /// once it knows the destination).
+    pub restore: Option<super::stream_restore::StreamRestore>,
 }
 
 /// What a frame asked of the link besides its ops.
@@ -93,6 +96,7 @@ impl StreamState {
             own_prefix: None,
             own_key: None,
             scoped: false,
+            restore: None,
         }
     }
 
@@ -128,11 +132,38 @@ impl StreamState {
             }
         }
         // A form only a replica may run goes out rewritten (same effect on the data).
-        let rewritten = match kind {
-            Kind::Forward => replica_forms::rewrite(name, &raw),
-            _ => None,
+        // A payload the destination cannot load goes planned again, as the snapshot's do.
+        let mut planned: Option<Vec<Command>> = None;
+        if kind == Kind::Forward {
+            planned = replica_forms::rewrite(name, &raw).map(|c| vec![c]);
+            let restore = name.eq_ignore_ascii_case(b"RESTORE")
+                || name.eq_ignore_ascii_case(b"RESTORE-ASKING");
+            if let (None, true, Some(r)) = (&planned, restore, self.restore.as_mut()) {
+                planned = r.plan(&raw, self.db)?;
+            }
+        }
+        // What to send for a forwarded frame; `offset` rides on the last command.
+        let forward = |raw: Bytes, offset: Option<u64>, out: &mut Vec<Op>| match planned {
+            None => {
+                let c = Command::raw(raw);
+                out.push(Op::Cmd(match offset {
+                    Some(o) => c.with_offset(o),
+                    None => c,
+                }));
+            }
+            Some(cmds) => {
+                let n = cmds.len();
+                for (i, c) in cmds.into_iter().enumerate() {
+                    out.push(Op::Cmd(match offset {
+                        Some(o) if i + 1 == n => c.with_offset(o),
+                        _ => c,
+                    }));
+                }
+                if let (0, Some(o)) = (n, offset) {
+                    out.push(Op::Mark(o));
+                }
+            }
         };
-        let forward = |raw: Bytes| rewritten.unwrap_or_else(|| Command::raw(raw));
         match kind {
             Kind::Ping | Kind::Replconf | Kind::GetAck | Kind::Heartbeat => {
                 seen.getack = kind == Kind::GetAck;
@@ -153,14 +184,14 @@ impl StreamState {
                     self.db = db;
                     seen.selected = Some(db);
                 }
-                out.push(Op::Cmd(forward(raw)));
+                forward(raw, None, out);
             }
             Kind::Select(db) => {
                 self.db = db;
                 seen.selected = Some(db);
                 out.push(Op::Cmd(Command::raw(raw).with_offset(self.offset)));
             }
-            Kind::Forward => out.push(Op::Cmd(forward(raw).with_offset(self.offset))),
+            Kind::Forward => forward(raw, Some(self.offset), out),
         }
         Ok(seen)
     }

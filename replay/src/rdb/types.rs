@@ -103,6 +103,11 @@ pub(crate) fn layout(ty: u8) -> Option<(Layout, Logical)> {
     })
 }
 
+/// The logical type of values of type code `ty`, if it is one replicant knows.
+pub fn logical(ty: u8) -> Option<Logical> {
+    layout(ty).map(|(_, l)| l)
+}
+
 /// The oldest RDB version whose loader understands type code `ty` (so a DUMP payload of that
 /// type can be stamped with any version from this one up to the destination's own).
 pub fn min_rdb_version(ty: u8) -> u32 {
