@@ -59,55 +59,102 @@ pub fn fill_mixed(
         p.ignore();
         for _ in 0..PIPE {
             n += 1;
-            match rng.range(0, 99) {
-                0..=59 => {
-                    let len = rng.range(100, 4000) as usize;
-                    p.cmd("SET")
-                        .arg(format!("str:{n}"))
-                        .arg(value(&mut rng, len));
-                    if n.is_multiple_of(5) {
-                        p.cmd("PEXPIRE").arg(format!("str:{n}")).arg(86_400_000);
-                    }
-                }
-                60..=74 => {
-                    let mut cmd = redis::cmd("HSET");
-                    cmd.arg(format!("hash:{n}"));
-                    for f in 0..rng.range(10, 100) {
-                        let len = rng.range(20, 200) as usize;
-                        cmd.arg(format!("field:{f}")).arg(value(&mut rng, len));
-                    }
-                    p.add_command(cmd);
-                }
-                75..=84 => {
-                    let mut cmd = redis::cmd("RPUSH");
-                    cmd.arg(format!("list:{n}"));
-                    for _ in 0..rng.range(10, 500) {
-                        let len = rng.range(10, 100) as usize;
-                        cmd.arg(value(&mut rng, len));
-                    }
-                    p.add_command(cmd);
-                }
-                85..=94 => {
-                    let mut cmd = redis::cmd("SADD");
-                    cmd.arg(format!("set:{n}"));
-                    for i in 0..rng.range(10, 300) {
-                        cmd.arg(format!("member:{i}:{}", rng.next() % 100_000));
-                    }
-                    p.add_command(cmd);
-                }
-                _ => {
-                    let mut cmd = redis::cmd("ZADD");
-                    cmd.arg(format!("zset:{n}"));
-                    for i in 0..rng.range(10, 300) {
-                        cmd.arg(rng.next() % 1_000_000).arg(format!("member:{i}"));
-                    }
-                    p.add_command(cmd);
-                }
+            for cmd in mixed(&mut rng, n).1 {
+                p.add_command(cmd);
             }
             keys += 1;
         }
         p.query::<()>(c)?;
         if used_memory_dataset(c)? >= target_bytes {
+            return Ok(keys);
+        }
+    }
+}
+
+/// The `n`th key of the mixed dataset: its name and the commands that write it.
+fn mixed(rng: &mut Rng, n: u64) -> (String, Vec<redis::Cmd>) {
+    match rng.range(0, 99) {
+        0..=59 => {
+            let key = format!("str:{n}");
+            let len = rng.range(100, 4000) as usize;
+            let mut cmds = vec![redis::cmd("SET").arg(&key).arg(value(rng, len)).clone()];
+            if n.is_multiple_of(5) {
+                cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(86_400_000).clone());
+            }
+            (key, cmds)
+        }
+        60..=74 => {
+            let key = format!("hash:{n}");
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key);
+            for f in 0..rng.range(10, 100) {
+                let len = rng.range(20, 200) as usize;
+                cmd.arg(format!("field:{f}")).arg(value(rng, len));
+            }
+            (key, vec![cmd])
+        }
+        75..=84 => {
+            let key = format!("list:{n}");
+            let mut cmd = redis::cmd("RPUSH");
+            cmd.arg(&key);
+            for _ in 0..rng.range(10, 500) {
+                let len = rng.range(10, 100) as usize;
+                cmd.arg(value(rng, len));
+            }
+            (key, vec![cmd])
+        }
+        85..=94 => {
+            let key = format!("set:{n}");
+            let mut cmd = redis::cmd("SADD");
+            cmd.arg(&key);
+            for i in 0..rng.range(10, 300) {
+                cmd.arg(format!("member:{i}:{}", rng.next() % 100_000));
+            }
+            (key, vec![cmd])
+        }
+        _ => {
+            let key = format!("zset:{n}");
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(&key);
+            for i in 0..rng.range(10, 300) {
+                cmd.arg(rng.next() % 1_000_000).arg(format!("member:{i}"));
+            }
+            (key, vec![cmd])
+        }
+    }
+}
+
+/// The mixed dataset (without big keys) written to a cluster, each key to the master `owner`
+/// says (by its slot), until the masters' `used_memory_dataset` add up to `target_bytes`.
+/// Returns the key count.
+pub fn fill_mixed_sharded(
+    masters: &mut [Connection],
+    owner: impl Fn(&[u8]) -> usize,
+    target_bytes: u64,
+) -> redis::RedisResult<u64> {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut keys = 0u64;
+    let mut n = 0u64;
+    loop {
+        let mut pipes: Vec<redis::Pipeline> = masters.iter().map(|_| redis::pipe()).collect();
+        for p in pipes.iter_mut() {
+            p.ignore();
+        }
+        for _ in 0..PIPE {
+            n += 1;
+            let (key, cmds) = mixed(&mut rng, n);
+            let p = &mut pipes[owner(key.as_bytes())];
+            for cmd in cmds {
+                p.add_command(cmd);
+            }
+            keys += 1;
+        }
+        let mut used = 0;
+        for (p, c) in pipes.iter().zip(masters.iter_mut()) {
+            p.query::<()>(c)?;
+            used += used_memory_dataset(c)?;
+        }
+        if used >= target_bytes {
             return Ok(keys);
         }
     }

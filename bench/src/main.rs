@@ -5,9 +5,12 @@
 //! - `full-sync`: a generated dataset, synced by a native replica and by `replicant sync`.
 //! - `stream`: a sustained `redis-benchmark` load with no replica, a native one, replicant.
 //! - `big-key`: a list, a hash and a sorted set of many elements each.
+//! - `cluster`: a source cluster into a destination cluster: native replicas, replicant (one per
+//!   shard), RedisShake when present.
 //!
 //! `--quick` shrinks each to under a minute (a smoke test that keeps the instrument working).
 
+mod cluster;
 mod dataset;
 mod procstat;
 mod profile;
@@ -25,6 +28,8 @@ enum Scenario {
     FullSync,
     Stream,
     BigKey,
+    /// A 3-master source cluster into a 3-master destination cluster.
+    Cluster,
     All,
 }
 
@@ -76,6 +81,9 @@ fn main() {
                 .unwrap_or(if cli.quick { 50_000 } else { 1_000_000 }),
             cli.rounds.unwrap_or(if cli.quick { 1 } else { 3 }).max(1),
         );
+    }
+    if all || cli.scenario == Scenario::Cluster {
+        cluster::run(cli.size_mb.unwrap_or(if cli.quick { 32 } else { 1024 }));
     }
     if all || cli.scenario == Scenario::BigKey {
         big_key(
