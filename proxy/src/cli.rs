@@ -96,17 +96,19 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Source: redis[s]://[[user]:password@]host[:port] (rediss: TLS). The password may
-    /// instead come from REPLICANT_SOURCE_PASSWORD.
+    /// Source: redis[s]://[[user]:password@]host[:port] (rediss: TLS), a standalone server or
+    /// any node of a Redis Cluster. The password may instead come from
+    /// REPLICANT_SOURCE_PASSWORD.
     #[arg(long, value_name = "URL")]
     pub source: String,
     #[command(flatten)]
     pub source_side: SourceSide,
     #[command(flatten)]
     pub apply: ApplyArgs,
-    /// A Redis Cluster source: follow the shard that this node (its master or one of its
+    /// A Redis Cluster source: follow only the shard that this node (its master or one of its
     /// replicas, by HOST:PORT or by node id) belongs to — through failovers: the shard, not the
-    /// node. One replicant per source shard, e.g. a sidecar next to each master.
+    /// node. One replicant per source shard, e.g. a sidecar next to each master; without it,
+    /// one replicant follows every master shard of the cluster.
     #[arg(long, value_name = "ADDR|NODE-ID")]
     pub source_shard: Option<String>,
     /// Which node of the shard the link reads: `master`, or `replica` (a healthy replica of

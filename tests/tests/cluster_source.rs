@@ -98,8 +98,26 @@ fn wait_streaming(procs: &mut [SyncProcess]) {
 /// The sync barrier on every node of `source` that has replicas now (each replicant's link is
 /// on a master, or on a replica with `--source-read-from replica`).
 fn barrier_all(source: &RedisCluster, procs: &mut [SyncProcess]) {
-    // Every replicant linked somewhere first (an online replica line announcing port 0).
     let n = procs.len();
+    barrier_links(source, procs, n);
+}
+
+/// [`barrier_all`] for `n` links in all (one replicant of a whole cluster has one per shard).
+fn barrier_links(source: &RedisCluster, procs: &mut [SyncProcess], n: usize) {
+    wait_linked(source, procs, n);
+    for node in source.nodes() {
+        let linked = barrier::replication_info(node).is_ok_and(|i| !i.replicas.is_empty());
+        if !linked {
+            continue;
+        }
+        if let Err(e) = barrier::wait_for_sync(node, TIMEOUT, || all_running(procs)) {
+            panic!("{}: {e}", node.addr());
+        }
+    }
+}
+
+/// Waits until `n` links are up on the source's nodes (online replica lines announcing port 0).
+fn wait_linked(source: &RedisCluster, procs: &mut [SyncProcess], n: usize) {
     wait_until(procs, "every replicant to be linked to its shard", |_| {
         let linked: usize = source
             .nodes()
@@ -114,15 +132,22 @@ fn barrier_all(source: &RedisCluster, procs: &mut [SyncProcess]) {
             .sum();
         linked == n
     });
-    for node in source.nodes() {
-        let linked = barrier::replication_info(node).is_ok_and(|i| !i.replicas.is_empty());
-        if !linked {
-            continue;
-        }
-        if let Err(e) = barrier::wait_for_sync(node, TIMEOUT, || all_running(procs)) {
-            panic!("{}: {e}", node.addr());
-        }
-    }
+}
+
+/// `args` on the admin port `admin`, its answer as text.
+fn admin_call(admin: &str, args: &[&str]) -> String {
+    let mut con = redis::Client::open(format!("redis://{admin}"))
+        .and_then(|c| c.get_connection())
+        .expect("admin port");
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query(&mut con)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// `CUTOVER RESUME` on the admin port `admin`: the source's writes go on.
+fn resume(admin: &str) {
+    assert_eq!(admin_call(admin, &["CUTOVER", "RESUME"]), "source=resumed");
 }
 
 fn assert_equal(source: &RedisCluster, target: &impl compare::Compared, what: &str) {
@@ -353,14 +378,7 @@ fn a_cutover_across_every_shards_admin_port_is_ready_when_all_are() {
     // Every master still paused: the destination holds every write.
     assert_equal(&source, &target, "at the cutover");
     for a in &admins {
-        let mut con = redis::Client::open(format!("redis://{a}"))
-            .and_then(|c| c.get_connection())
-            .expect("admin port");
-        let r: String = redis::cmd("CUTOVER")
-            .arg("RESUME")
-            .query(&mut con)
-            .expect("CUTOVER RESUME");
-        assert_eq!(r, "source=resumed");
+        resume(a);
     }
     let until = workload.ops() + 500;
     workload
@@ -370,4 +388,103 @@ fn a_cutover_across_every_shards_admin_port_is_ready_when_all_are() {
     for p in procs {
         p.stop();
     }
+}
+
+/// One replicant for the whole source cluster (`--source` any node, no `--source-shard`): a
+/// link per master shard, each with its own state dir; the admin port's INFO has a section
+/// per shard and its CUTOVER pauses every master; a failover is followed; after SIGKILL and a
+/// restart with the same state dir, every shard continues with PSYNC.
+#[test]
+fn one_replicant_for_the_whole_cluster_follows_every_shard() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let target = RedisCluster::builder().masters(4).start();
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_arg = state.path().display().to_string();
+    let start = |source: &RedisCluster| {
+        SyncProcess::builder(&source.masters()[1].url(), &target.url())
+            .arg("--state-dir")
+            .arg(&state_arg)
+            .start()
+    };
+    let workload = ShardedWorkload::start_idempotent(urls(&source), RATE);
+    workload
+        .wait_for_ops(2_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = vec![start(&source)];
+    wait_until(&mut procs, "every shard to follow its stream", |p| {
+        p[0].log().matches(STREAMING).count() == 3
+    });
+    let admin = procs[0].admin_addr(TIMEOUT);
+    let info = admin_call(&admin, &["INFO", "replication"]);
+    assert_eq!(info.matches("# Shard").count(), 3, "{info}");
+    // A coordinated failover of one shard, under writes.
+    let masters: Vec<String> = source.masters().iter().map(|m| m.addr()).collect();
+    let replica = source.replica_of(&masters[2]).expect("a replica");
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    source
+        .manual_failover(&replica, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // SIGKILL, and a restart with the same state dir.
+    let partial_before: u64 = source
+        .masters()
+        .iter()
+        .map(|m| barrier::info_number(m, "stats", "sync_partial_ok"))
+        .sum();
+    let _ = procs.remove(0).kill();
+    let until = workload.ops() + 1_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    procs.push(start(&source));
+    wait_linked(&source, &mut procs, 3);
+    let partial_after: u64 = source
+        .masters()
+        .iter()
+        .map(|m| barrier::info_number(m, "stats", "sync_partial_ok"))
+        .sum();
+    assert!(
+        partial_after >= partial_before + 3,
+        "every shard continued with PSYNC after the restart ({partial_before} → {partial_after})\n{}",
+        procs[0].log_tail(30)
+    );
+    let until = workload.ops() + 1_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The cutover on the one admin port pauses every shard's master.
+    let admin = procs[0].admin_addr(TIMEOUT);
+    let out = replicant::run(
+        &[
+            "cutover".into(),
+            "--admin".into(),
+            admin.clone().into(),
+            "--pause-timeout".into(),
+            "30".into(),
+        ],
+        &[],
+        Duration::from_secs(90),
+    );
+    assert!(out.status.success(), "{}", out.describe());
+    assert!(
+        out.stdout.contains("ready: all 3 shards"),
+        "{}",
+        out.describe()
+    );
+    assert_equal(
+        &source,
+        &target,
+        "one replicant for the whole cluster, at the cutover",
+    );
+    resume(&admin);
+    workload.stop();
+    let log = procs.remove(0).stop();
+    assert!(!log.contains(RECOPY), "no shard copied again");
 }

@@ -7,6 +7,7 @@
 //! It owns finding nodes; it must not read the stream or touch the destination.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub enum ShardSpec {
     Addr(NodeAddr),
     /// A node of the shard by its cluster node id.
     Id(String),
+    /// The shard that serves this slot (a whole cluster source: one plan per master).
+    Slot(u16),
 }
 
 impl ShardSpec {
@@ -53,6 +56,9 @@ impl ShardSpec {
         match self {
             ShardSpec::Addr(a) => n.addr == *a,
             ShardSpec::Id(id) => n.id == *id,
+            ShardSpec::Slot(s) => {
+                n.master && !n.failed && n.slots.iter().any(|&(a, b)| (a..=b).contains(s))
+            }
         }
     }
 }
@@ -258,34 +264,67 @@ impl ShardFollower {
     }
 }
 
-/// The shard a run follows, from its flags and what the source is: `None` for a standalone
-/// source; a cluster source needs `--source-shard` (the error lists its masters).
-pub async fn for_run(
+/// One source stream a run follows.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The shard, for a cluster source.
+    pub spec: Option<ShardSpec>,
+    pub state_dir: PathBuf,
+    /// The source side of the checkpoint's pair.
+    pub source_id: String,
+    /// Its name in metrics, INFO and logs: empty for the only stream, else the shard's first
+    /// slot range at the start (bounded: one per source master).
+    pub label: String,
+}
+
+/// The streams a run follows, from its flags and what the source is: the source itself; one
+/// shard (`--source-shard`); or every master shard of a cluster source, each with a state dir
+/// of its own under `--state-dir` (`shard-<first slot>`), named by its first slot so that a
+/// restart finds each shard again whichever node is its master then.
+pub async fn plans(
     args: &SyncArgs,
     source: &Endpoint,
     cluster: bool,
     timeout: Duration,
-) -> Result<Option<ShardFollower>, Fatal> {
+) -> Result<Vec<Plan>, Fatal> {
+    let one = |spec, source_id| Plan {
+        spec,
+        state_dir: args.state_dir.clone(),
+        source_id,
+        label: String::new(),
+    };
     match (&args.source_shard, cluster) {
-        (None, false) => Ok(None),
+        (None, false) => Ok(vec![one(None, source.to_string())]),
         (Some(_), false) => Err(Fatal::other(format!(
             "--source-shard is for a Redis Cluster source; {source} is a standalone server"
         ))),
+        (Some(text), true) => {
+            let spec = ShardSpec::parse(text).map_err(Fatal::other)?;
+            Ok(vec![one(Some(spec), format!("{source} shard {text}"))])
+        }
         (None, true) => {
             let nodes = read_nodes(source, timeout).await.map_err(Fatal::source)?;
-            Err(Fatal::source(format!(
-                "{source} is a node of a Redis Cluster: run one replicant per shard, each with --source-shard naming a node of its shard (and its own --state-dir, --metrics-addr and --admin-addr); the cluster's masters: {}",
-                masters_list(&nodes)
-            )))
-        }
-        (Some(spec), true) => {
-            let spec = ShardSpec::parse(spec).map_err(Fatal::other)?;
-            let f = ShardFollower::resolve(source, &spec, args.source_read_from, timeout)
-                .await
-                .map_err(Fatal::source)?;
-            let slots: usize = f.shard.slot_set().iter().filter(|s| **s).count();
-            tracing::info!(master = %f.master_endpoint(), id = %f.shard.master.id, replicas = f.shard.replicas.len(), slots, link = %f.link_endpoint(), "source shard");
-            Ok(Some(f))
+            let mut firsts: Vec<(u16, u16)> = nodes
+                .iter()
+                .filter(|n| n.master && !n.failed)
+                .filter_map(|n| n.slots.iter().min().copied())
+                .collect();
+            firsts.sort_unstable();
+            if firsts.is_empty() {
+                return Err(Fatal::source(format!(
+                    "{source}: the source cluster has no healthy master with slots"
+                )));
+            }
+            tracing::info!(shards = firsts.len(), masters = %masters_list(&nodes), "the source is a Redis Cluster: one link per master shard");
+            Ok(firsts
+                .into_iter()
+                .map(|(a, b)| Plan {
+                    spec: Some(ShardSpec::Slot(a)),
+                    state_dir: args.state_dir.join(format!("shard-{a}")),
+                    source_id: format!("{source} shard slot {a}"),
+                    label: format!("{a}-{b}"),
+                })
+                .collect())
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::cutover::{self, Request};
+use super::shards::Streams;
 use super::Status;
 use std::time::Duration;
 
@@ -32,8 +33,7 @@ pub struct CutoverSource {
 /// Binds `addr` (an error names it) and serves until `stop`.
 pub async fn serve(
     addr: SocketAddr,
-    status: Arc<Status>,
-    source: CutoverSource,
+    streams: Arc<Streams>,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let listener = TcpListener::bind(addr)
@@ -48,12 +48,11 @@ pub async fn serve(
                 _ = stop.cancelled() => return,
             };
             let Ok((sock, _)) = conn else { continue };
-            let status = status.clone();
+            let streams = streams.clone();
             let stop = stop.clone();
-            let source = source.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = session(sock, &status, &source) => {}
+                    _ = session(sock, &streams) => {}
                     _ = stop.cancelled() => {}
                 }
             });
@@ -61,11 +60,7 @@ pub async fn serve(
     }))
 }
 
-async fn session(
-    mut sock: TcpStream,
-    status: &Status,
-    source: &CutoverSource,
-) -> std::io::Result<()> {
+async fn session(mut sock: TcpStream, streams: &Streams) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut scanner = CommandScanner::default();
     loop {
@@ -91,10 +86,10 @@ async fn session(
                     Some(m) => bulk(&m),
                     None => "+PONG\r\n".to_string(),
                 },
-                "INFO" => bulk(&info(status, arg(1).as_deref())),
+                "INFO" => bulk(&info_all(streams, arg(1).as_deref())),
                 "COMMAND" => "*0\r\n".to_string(),
                 "CUTOVER" if args.len() == 2 && arg(1).is_some_and(|a| a.eq_ignore_ascii_case("resume")) => {
-                    match cutover::resume(status, &source.at.get(), source.timeout).await {
+                    match resume_all(streams).await {
                         Ok(text) => bulk(&text),
                         Err(e) => format!("-ERR {}\r\n", e.replace(['\r', '\n'], " ")),
                     }
@@ -108,7 +103,7 @@ async fn session(
                                 max_lag,
                                 resume: arg(3).is_some_and(|a| a.eq_ignore_ascii_case("resume")),
                             };
-                            match cutover::run(status, &source.at.get(), source.timeout, req).await {
+                            match cutover_all(streams, req).await {
                                 Ok(text) => bulk(&text),
                                 Err(e) => format!("-ERR cutover failed: {}\r\n", e.replace(['\r', '\n'], " ")),
                             }
@@ -138,6 +133,87 @@ fn bulk(s: &str) -> String {
 }
 
 /// The INFO text: every section, or the one asked for (`all`/`everything` too).
+/// INFO of every stream: as [`info`] for one; for several (a cluster source's shards), a
+/// `# Shard` section naming each before its own sections.
+fn info_all(streams: &Streams, section: Option<&str>) -> String {
+    match streams.list().as_slice() {
+        [one] if one.label.is_empty() => info(&one.status, section),
+        many => many
+            .iter()
+            .map(|s| {
+                format!(
+                    "# Shard\r\nshard:{}\r\n\r\n{}",
+                    s.label,
+                    info(&s.status, section)
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A cutover of every stream at once (every shard's master paused together): ready only when
+/// every one is; if one fails, the others' sources are unpaused and the failure says which.
+async fn cutover_all(streams: &Streams, req: Request) -> Result<String, String> {
+    let list = streams.list();
+    if let [one] = list.as_slice() {
+        return cutover::run(&one.status, &one.cut.at.get(), one.cut.timeout, req).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, s) in list.iter().cloned().enumerate() {
+        tasks.spawn(async move {
+            let r = cutover::run(&s.status, &s.cut.at.get(), s.cut.timeout, req).await;
+            (i, r)
+        });
+    }
+    let mut out: Vec<Option<Result<String, String>>> = vec![None; list.len()];
+    while let Some(Ok((i, r))) = tasks.join_next().await {
+        out[i] = Some(r);
+    }
+    let out: Vec<Result<String, String>> = out
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("the cutover task failed".into())))
+        .collect();
+    let lines: Vec<String> = list
+        .iter()
+        .zip(&out)
+        .map(|(s, r)| match r {
+            Ok(t) => format!("shard {}: {t}", s.label),
+            Err(e) => format!("shard {}: {e}", s.label),
+        })
+        .collect();
+    if out.iter().all(Result::is_ok) {
+        return Ok(format!(
+            "{}\nready: all {} shards",
+            lines.join("\n"),
+            list.len()
+        ));
+    }
+    if !req.resume {
+        for (s, r) in list.iter().zip(&out) {
+            if r.is_ok() {
+                let _ = cutover::resume(&s.status, &s.cut.at.get(), s.cut.timeout).await;
+            }
+        }
+    }
+    Err(format!(
+        "{} of {} shards failed; writes resumed on every source master: {}",
+        out.iter().filter(|r| r.is_err()).count(),
+        list.len(),
+        lines.join("; ")
+    ))
+}
+
+/// `CUTOVER RESUME`: every stream's source unpaused.
+async fn resume_all(streams: &Streams) -> Result<String, String> {
+    let mut last = Ok("source=resumed".to_string());
+    for s in streams.list() {
+        if let Err(e) = cutover::resume(&s.status, &s.cut.at.get(), s.cut.timeout).await {
+            last = Err(e);
+        }
+    }
+    last
+}
+
 pub fn info(s: &Status, section: Option<&str>) -> String {
     let want = section.map(str::to_ascii_lowercase);
     let show = |name: &str| {

@@ -1,6 +1,7 @@
 //! The HTTP face for Prometheus and Kubernetes on `--metrics-addr`: `GET /metrics` (the text
-//! format), `/healthz` (the process is alive) and `/readyz` (streaming, with the byte lag under
-//! `--ready-lag`; 503 otherwise). A deliberately small HTTP/1.1 server: one request per
+//! format; a `shard` label per source shard of a cluster source), `/healthz` (the process is
+//! alive) and `/readyz` (every stream streaming, with the byte lag under `--ready-lag`; 503
+//! otherwise). A deliberately small HTTP/1.1 server: one request per
 //! connection, request head capped at 8 KiB, anything else answered 404 or 405.
 
 use std::net::SocketAddr;
@@ -12,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{metrics, Status};
+use super::metrics;
+use super::shards::Streams;
 
 /// Largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
@@ -20,7 +22,7 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Binds `addr` (an error names it) and serves until `stop`.
 pub async fn serve(
     addr: SocketAddr,
-    status: Arc<Status>,
+    status: Arc<Streams>,
     handle: PrometheusHandle,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
@@ -48,7 +50,7 @@ pub async fn serve(
 
 async fn answer(
     mut sock: TcpStream,
-    status: &Status,
+    streams: &Streams,
     handle: &PrometheusHandle,
 ) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
@@ -85,7 +87,9 @@ async fn answer(
     }
     match path {
         "/metrics" => {
-            metrics::update(status);
+            for s in streams.list() {
+                metrics::update(&s.status, &s.label);
+            }
             let body = handle.render();
             reply(
                 &mut sock,
@@ -97,11 +101,22 @@ async fn answer(
         }
         "/healthz" => reply(&mut sock, "200 OK", "text/plain", "ok\n").await,
         "/readyz" => {
-            let lag = status
-                .lag_bytes()
-                .map_or("unknown".to_string(), |l| l.to_string());
-            let body = format!("phase {} lag_bytes {lag}\n", status.phase().name());
-            if status.ready() {
+            // Ready when every stream is (a cluster source: every shard).
+            let mut body = String::new();
+            for s in streams.list() {
+                let lag = s
+                    .status
+                    .lag_bytes()
+                    .map_or("unknown".to_string(), |l| l.to_string());
+                if !s.label.is_empty() {
+                    body.push_str(&format!("shard {} ", s.label));
+                }
+                body.push_str(&format!(
+                    "phase {} lag_bytes {lag}\n",
+                    s.status.phase().name()
+                ));
+            }
+            if streams.ready() {
                 reply(&mut sock, "200 OK", "text/plain", &body).await
             } else {
                 reply(&mut sock, "503 Service Unavailable", "text/plain", &body).await

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics::{counter, describe_counter, describe_gauge, gauge, Label, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::{Phase, Status};
@@ -167,69 +167,107 @@ fn describe() {
     );
 }
 
-/// Copies the status into the registry.
-pub fn update(s: &Status) {
+/// Copies the status into the registry. `shard`: the source shard the status is of (a label
+/// on every series when not empty: one value per source master, never a key).
+pub fn update(s: &Status, shard: &str) {
+    let base: Vec<Label> = if shard.is_empty() {
+        Vec::new()
+    } else {
+        vec![Label::new("shard", shard.to_string())]
+    };
+    // The shard's labels and these.
+    let l = |extra: &[(&'static str, String)]| -> Vec<Label> {
+        let mut v = base.clone();
+        v.extend(extra.iter().map(|(k, v)| Label::new(*k, v.clone())));
+        v
+    };
+    let none = l(&[]);
     let phase = s.phase();
     for p in Phase::ALL {
-        gauge!("replicant_phase", "phase" => p.name()).set(f64::from(u8::from(p == phase)));
+        gauge!("replicant_phase", l(&[("phase", p.name().into())]))
+            .set(f64::from(u8::from(p == phase)));
     }
-    gauge!("replicant_ready").set(f64::from(u8::from(s.ready())));
+    gauge!("replicant_ready", none.clone()).set(f64::from(u8::from(s.ready())));
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Acquire);
-    counter!("replicant_source_bytes_total").absolute(load(&s.spool.received));
-    counter!("replicant_source_commands_total").absolute(load(&s.source_commands));
+    counter!("replicant_source_bytes_total", none.clone()).absolute(load(&s.spool.received));
+    counter!("replicant_source_commands_total", none.clone()).absolute(load(&s.source_commands));
     let src = load(&s.source_offset);
     if src != super::UNKNOWN {
-        gauge!("replicant_source_offset").set(src as f64);
+        gauge!("replicant_source_offset", none.clone()).set(src as f64);
     }
-    gauge!("replicant_read_offset").set(load(&s.read_offset) as f64);
+    gauge!("replicant_read_offset", none.clone()).set(load(&s.read_offset) as f64);
     if let Some(a) = s.applied_offset() {
-        gauge!("replicant_applied_offset").set(a as f64);
+        gauge!("replicant_applied_offset", none.clone()).set(a as f64);
     }
-    if let Some(l) = s.lag_bytes() {
-        gauge!("replicant_lag_bytes").set(l as f64);
+    if let Some(lag) = s.lag_bytes() {
+        gauge!("replicant_lag_bytes", none.clone()).set(lag as f64);
     }
     match s.lag_seconds() {
-        Some(l) => gauge!("replicant_lag_seconds").set(l),
-        None => gauge!("replicant_lag_seconds").set(f64::NAN),
+        Some(lag) => gauge!("replicant_lag_seconds", none.clone()).set(lag),
+        None => gauge!("replicant_lag_seconds", none.clone()).set(f64::NAN),
     }
-    gauge!("replicant_snapshot_read_bytes").set(load(&s.snapshot_read) as f64);
-    gauge!("replicant_snapshot_total_bytes").set(load(&s.snapshot_total) as f64);
-    counter!("replicant_snapshot_keys_total", "how" => "restore").absolute(load(&s.keys_restored));
-    counter!("replicant_snapshot_keys_total", "how" => "rewrite").absolute(load(&s.keys_rewritten));
-    counter!("replicant_keys_skipped_expired_total").absolute(load(&s.keys_expired));
+    gauge!("replicant_snapshot_read_bytes", none.clone()).set(load(&s.snapshot_read) as f64);
+    gauge!("replicant_snapshot_total_bytes", none.clone()).set(load(&s.snapshot_total) as f64);
+    counter!(
+        "replicant_snapshot_keys_total",
+        l(&[("how", "restore".into())])
+    )
+    .absolute(load(&s.keys_restored));
+    counter!(
+        "replicant_snapshot_keys_total",
+        l(&[("how", "rewrite".into())])
+    )
+    .absolute(load(&s.keys_rewritten));
+    counter!("replicant_keys_skipped_expired_total", none.clone()).absolute(load(&s.keys_expired));
     let mut key_errors = 0;
     for p in s.applied.nodes() {
         let node = p.node.clone();
-        counter!("replicant_applied_commands_total", "node" => node.clone())
-            .absolute(p.commands.load(Ordering::Relaxed));
-        counter!("replicant_applied_bytes_total", "node" => node)
+        counter!(
+            "replicant_applied_commands_total",
+            l(&[("node", node.clone())])
+        )
+        .absolute(p.commands.load(Ordering::Relaxed));
+        counter!("replicant_applied_bytes_total", l(&[("node", node)]))
             .absolute(p.bytes.load(Ordering::Relaxed));
         key_errors += p.key_errors.load(Ordering::Relaxed);
     }
     let (cmds, bytes) = s.inflight();
-    gauge!("replicant_inflight_commands").set(cmds as f64);
-    gauge!("replicant_inflight_bytes").set(bytes as f64);
-    gauge!("replicant_spool_bytes", "where" => "memory").set(load(&s.spool.memory) as f64);
-    gauge!("replicant_spool_bytes", "where" => "disk").set(load(&s.spool.disk) as f64);
-    gauge!("replicant_spool_max_bytes").set(s.spool_max as f64);
-    counter!("replicant_spool_pauses_total").absolute(load(&s.spool.pauses));
+    gauge!("replicant_inflight_commands", none.clone()).set(cmds as f64);
+    gauge!("replicant_inflight_bytes", none.clone()).set(bytes as f64);
+    gauge!("replicant_spool_bytes", l(&[("where", "memory".into())]))
+        .set(load(&s.spool.memory) as f64);
+    gauge!("replicant_spool_bytes", l(&[("where", "disk".into())])).set(load(&s.spool.disk) as f64);
+    gauge!("replicant_spool_max_bytes", none.clone()).set(s.spool_max as f64);
+    counter!("replicant_spool_pauses_total", none.clone()).absolute(load(&s.spool.pauses));
     // Counters only go up: a writer replaced after a reconnection starts again from 0, so
     // the key errors of gone writers are kept by taking the largest total seen.
     let prev = s.key_errors_seen.fetch_max(key_errors, Ordering::AcqRel);
-    counter!("replicant_errors_total", "side" => "target", "kind" => "key")
-        .absolute(prev.max(key_errors));
-    counter!("replicant_errors_total", "side" => "source", "kind" => "link")
-        .absolute(load(&s.source_errors));
-    counter!("replicant_reconnects_total", "side" => "source").absolute(load(&s.source_reconnects));
-    counter!("replicant_resyncs_total", "kind" => "full").absolute(load(&s.full_resyncs));
-    counter!("replicant_resyncs_total", "kind" => "partial").absolute(load(&s.partial_resyncs));
-    gauge!("replicant_uptime_seconds").set(s.started.elapsed().as_secs_f64());
+    counter!(
+        "replicant_errors_total",
+        l(&[("side", "target".into()), ("kind", "key".into())])
+    )
+    .absolute(prev.max(key_errors));
+    counter!(
+        "replicant_errors_total",
+        l(&[("side", "source".into()), ("kind", "link".into())])
+    )
+    .absolute(load(&s.source_errors));
+    counter!(
+        "replicant_reconnects_total",
+        l(&[("side", "source".into())])
+    )
+    .absolute(load(&s.source_reconnects));
+    counter!("replicant_resyncs_total", l(&[("kind", "full".into())]))
+        .absolute(load(&s.full_resyncs));
+    counter!("replicant_resyncs_total", l(&[("kind", "partial".into())]))
+        .absolute(load(&s.partial_resyncs));
+    gauge!("replicant_uptime_seconds", none.clone()).set(s.started.elapsed().as_secs_f64());
     let state = s.cutover.state();
     for st in super::cutover::State::ALL {
-        gauge!("replicant_cutover_state", "state" => st.name())
+        gauge!("replicant_cutover_state", l(&[("state", st.name().into())]))
             .set(f64::from(u8::from(st == state)));
     }
-    gauge!("replicant_cutover_pause_seconds")
+    gauge!("replicant_cutover_pause_seconds", none)
         .set(s.cutover.pause_ms.load(Ordering::Acquire) as f64 / 1000.0);
 }
 
@@ -248,7 +286,8 @@ mod tests {
         status.source_offset.store(10, Ordering::Release);
         metrics::with_local_recorder(&recorder, || {
             describe();
-            update(&status);
+            update(&status, "");
+            update(&status, "0-5460");
         });
         let text = handle.render();
         let exported: std::collections::BTreeSet<&str> = text
@@ -263,5 +302,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("node=\"127.0.0.1:7000\""), "{text}");
+        assert!(
+            text.contains("replicant_ready{shard=\"0-5460\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod cutover;
 pub mod heartbeat;
 pub mod http;
 pub mod metrics;
+pub mod shards;
 pub mod summary;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

@@ -1,63 +1,166 @@
-//! `replicant sync`: destination first (capabilities, writers), then the replica link, then
-//! snapshot and stream until a signal; on the way out, drain what is in flight within the grace
-//! period, send the source a last ACK of what the destination applied, and save the checkpoint.
-//! A checkpoint left by an earlier run of the same pair makes the link continue the stream
-//! (PSYNC) instead of copying again.
+//! `replicant sync`: the source's streams (the source itself, one shard of a cluster source, or
+//! every master shard of one), the checks, the reports that speak for the process (metrics,
+//! health, the admin port); then each stream at once ([`run_stream`]): destination first
+//! (capabilities, writers), then the replica link ([`follow`]), snapshot and stream until a
+//! signal; on the way out, drain what is in flight within the grace period, send the source a
+//! last ACK of what the destination applied, and save the checkpoint. A checkpoint left by an
+//! earlier run of the same pair makes the link continue the stream (PSYNC) instead of copying
+//! again.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use replay::cmd::{Command, Op};
-use replay::dest::Sink;
 use replay::net::Endpoint;
 use replay::pipeline::Pipeline;
 use replay::plan::slots::DbMap;
 use replay::rdb::Limits;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::apply::{self, Destination};
 use crate::check;
 use crate::cli::SyncArgs;
 use crate::config::Side;
 use crate::fatal::Fatal;
-use crate::source::acker::{self, AckState};
+use crate::source::acker::AckState;
 use crate::source::handshake::FullResync;
-use crate::source::link::{Link, LinkConfig, Session};
+use crate::source::link::{LinkConfig, Session};
 use crate::source::probe::{probe, SourceInfo};
-use crate::source::shard::{self, MasterAt};
-use crate::source::SourceError;
+use crate::source::shard::{self, MasterAt, ShardFollower};
 use crate::spool::{SpoolConfig, SpoolCounters};
 use crate::state::checkpoint::{Checkpoint, Stand};
 use crate::state::position::Position;
 use crate::state::saver::{self, Checkpointer};
 use crate::state::StateDir;
 use crate::status::heartbeat::{self, Heartbeats};
+use crate::status::shards::{Stream, Streams};
 use crate::status::{admin, bar, http, metrics, summary, Phase, Status};
 use replay::plan::stream::StreamState;
 
+mod follow;
+
 pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
+    let args = Arc::new(args);
     let source = apply::endpoint(&args.source, Side::Source, &args.source_side.flags())?;
     let target = apply::endpoint(
         &args.apply.target,
         Side::Target,
         &args.apply.target_side.flags(),
     )?;
-    let state = StateDir::open(&args.state_dir)?;
-    // One shard of a cluster source is a pair of its own (a sidecar per shard).
-    let source_id = match &args.source_shard {
-        Some(spec) => format!("{source} shard {spec}"),
-        None => source.to_string(),
-    };
-    let checkpoint = state.load_for(&source_id, &target.to_string())?;
-    state.remove_old_spool();
-    if !args.skip_check {
-        check::before_sync(&args, checkpoint.is_some()).await?;
-    }
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
     let info = probe(&source, timeout).await.map_err(Fatal::source)?;
     tracing::info!(source = %source, version = %info.version, role = %info.role, cluster = info.cluster, tls = source.tls.is_some(), "source ready");
-    let follower = shard::for_run(&args, &source, info.cluster, timeout).await?;
+    let plans = shard::plans(&args, &source, info.cluster, timeout).await?;
+    // The checkpoints first: the checks must know whether the destination's keys are expected.
+    let mut opened = Vec::new();
+    let mut resuming = false;
+    for plan in &plans {
+        let state = StateDir::open(&plan.state_dir)?;
+        let checkpoint = state.load_for(&plan.source_id, &target.to_string())?;
+        resuming |= checkpoint.is_some();
+        state.remove_old_spool();
+        opened.push((state, checkpoint));
+    }
+    if !args.skip_check {
+        check::before_sync(&args, resuming).await?;
+    }
+    let streams = Arc::new(Streams::default());
+    let side_stop = CancellationToken::new();
+    let reports = start_reports(&args, &streams, &side_stop).await?;
+    // Every stream at once, on this thread; one that fails stops the others (each drains and
+    // saves its checkpoint).
+    let run_stop = stop.child_token();
+    let one = plans.len() == 1;
+    let local = tokio::task::LocalSet::new();
+    let outcome = local
+        .run_until(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (plan, (state, checkpoint)) in plans.into_iter().zip(opened) {
+                let span = if plan.label.is_empty() {
+                    tracing::Span::none()
+                } else {
+                    tracing::info_span!("shard", shard = %plan.label)
+                };
+                let run = StreamRun {
+                    args: args.clone(),
+                    source: source.clone(),
+                    target: target.clone(),
+                    info: info.clone(),
+                    plan,
+                    state,
+                    checkpoint,
+                    streams: streams.clone(),
+                    stop: run_stop.clone(),
+                    bar: one,
+                };
+                tasks.spawn_local(run_stream(run).instrument(span));
+            }
+            let mut first: Option<Fatal> = None;
+            while let Some(done) = tasks.join_next().await {
+                let r = done
+                    .map_err(|e| Fatal::other(format!("a stream's task failed: {e}")))
+                    .and_then(|r| r);
+                if let Err(e) = r {
+                    run_stop.cancel();
+                    first.get_or_insert(e);
+                }
+            }
+            first.map_or(Ok(()), Err)
+        })
+        .await;
+    side_stop.cancel();
+    for t in reports {
+        let _ = t.await;
+    }
+    outcome
+}
+
+/// One source stream to follow (the source, or one shard of a cluster source) and what it
+/// needs of the run.
+struct StreamRun {
+    args: Arc<SyncArgs>,
+    source: Endpoint,
+    target: Endpoint,
+    info: SourceInfo,
+    plan: shard::Plan,
+    state: StateDir,
+    checkpoint: Option<Checkpoint>,
+    streams: Arc<Streams>,
+    stop: CancellationToken,
+    /// Show the snapshot's progress bar (one stream only).
+    bar: bool,
+}
+
+/// Follows one stream until stopped: its destination connections, link, spool, checkpoint,
+/// heartbeat and status, registered with the run's reports.
+async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
+    let StreamRun {
+        args,
+        source,
+        target,
+        info,
+        plan,
+        state,
+        checkpoint,
+        streams,
+        stop,
+        bar: show_bar,
+    } = run;
+    let args = &*args;
+    let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
+    let follower = match &plan.spec {
+        Some(spec) => {
+            let f = ShardFollower::resolve(&source, spec, args.source_read_from, timeout)
+                .await
+                .map_err(Fatal::source)?;
+            let slots: usize = f.shard.slot_set().iter().filter(|s| **s).count();
+            tracing::info!(master = %f.master_endpoint(), id = %f.shard.master.id, replicas = f.shard.replicas.len(), slots, link = %f.link_endpoint(), "source shard");
+            Some(f)
+        }
+        None => None,
+    };
+    let source_id = plan.source_id.clone();
     let dest = apply::open(
         &args.apply,
         Duration::from_secs(args.retry_connect.saturating_mul(60)),
@@ -103,7 +206,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     let status = Arc::new(Status::new(
         applied.clone(),
         spool_counters,
-        config_lines(&args, &source, &target),
+        config_lines(args, &source, &target),
         args.ready_lag,
         args.spool_max,
     ));
@@ -120,17 +223,15 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
             .map_or_else(|| source.clone(), |f| f.master_endpoint()),
     );
     let side_stop = CancellationToken::new();
-    let cut = admin::CutoverSource {
-        at: master_at.clone(),
-        timeout,
-    };
-    let mut side_tasks = match start_reports(&args, &status, cut, &side_stop).await {
-        Ok(t) => t,
-        Err(e) => {
-            sink.abort();
-            return Err(e);
-        }
-    };
+    streams.add(Stream {
+        label: plan.label.clone(),
+        status: status.clone(),
+        cut: admin::CutoverSource {
+            at: master_at.clone(),
+            timeout,
+        },
+    });
+    let mut side_tasks = Vec::new();
     side_tasks.push(tokio::spawn(heartbeat::run(
         master_at.clone(),
         timeout,
@@ -138,7 +239,9 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
         status.clone(),
         side_stop.clone(),
     )));
-    side_tasks.push(tokio::spawn(bar::run(status.clone(), side_stop.clone())));
+    if show_bar {
+        side_tasks.push(tokio::spawn(bar::run(status.clone(), side_stop.clone())));
+    }
     side_tasks.push(tokio::spawn(summary::run(
         status.clone(),
         Duration::from_secs(args.status_interval),
@@ -198,7 +301,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     session.pipeline = pipeline;
     let saver_stop = CancellationToken::new();
     let saver = tokio::spawn(saver::run(ck.clone(), saver_stop.clone()));
-    let outcome = follow(&args, cfg, &mut session, sink, resume, stream).await;
+    let outcome = follow::follow(args, cfg, &mut session, sink, resume, stream).await;
     status.set_phase(Phase::Stopped);
     saver_stop.cancel();
     let _ = saver.await;
@@ -239,22 +342,21 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
 /// Starts the metrics/health HTTP server and the admin port (unless `off`).
 async fn start_reports(
     args: &SyncArgs,
-    status: &Arc<Status>,
-    source: admin::CutoverSource,
+    streams: &Arc<Streams>,
     stop: &CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, Fatal> {
     let mut tasks = Vec::new();
     if let Some(addr) = listen_addr(&args.metrics_addr, "--metrics-addr")? {
         let handle = metrics::install().map_err(Fatal::other)?;
         tasks.push(
-            http::serve(addr, status.clone(), handle, stop.clone())
+            http::serve(addr, streams.clone(), handle, stop.clone())
                 .await
                 .map_err(Fatal::other)?,
         );
     }
     if let Some(addr) = listen_addr(&args.admin_addr, "--admin-addr")? {
         tasks.push(
-            admin::serve(addr, status.clone(), source, stop.clone())
+            admin::serve(addr, streams.clone(), stop.clone())
                 .await
                 .map_err(Fatal::other)?,
         );
@@ -331,197 +433,6 @@ fn config_lines(args: &SyncArgs, source: &Endpoint, target: &Endpoint) -> Vec<(S
     c
 }
 
-/// Links to the source until stopped, reconnecting after a lost link; then drains the sink.
-async fn follow(
-    args: &SyncArgs,
-    mut cfg: LinkConfig,
-    session: &mut Session,
-    mut sink: Sink,
-    mut resume: Option<FullResync>,
-    mut stream: Option<StreamState>,
-) -> Result<(), Fatal> {
-    let stop = session.stop.clone();
-    let ack = session.ack.clone();
-    let applied = session.applied.clone();
-    tracing::info!(source = %cfg.endpoint, "connecting to the source as a replica");
-    let retry_for = Duration::from_secs(args.retry_connect.saturating_mul(60));
-    let mut outage: Option<Instant> = None;
-    let mut attempt = 0u32;
-    // When the wait for the source was last said in the log.
-    let mut said: Option<Instant> = None;
-    let (result, acker, ack_stop) = loop {
-        session.links += 1;
-        ack.streaming.store(false, Ordering::Release);
-        let connected = tokio::select! {
-            l = connect(&mut cfg, session, resume.as_ref(), &ack) => l,
-            _ = stop.cancelled() => {
-                return finish(sink, args.grace).await;
-            }
-        };
-        if let Err(SourceError::Unready(_)) = &connected {
-            // A source that is there but not ready yet (loading, a replica whose master is
-            // down) is waited for from the first link on, not only after a lost one.
-            outage.get_or_insert_with(Instant::now);
-        }
-        let mut link = match connected {
-            Ok(l) => l,
-            Err(e) if e.is_link_loss() && outage.is_some_and(|t| t.elapsed() < retry_for) => {
-                attempt += 1;
-                let mut wait = backoff(attempt);
-                if session.shard.is_some() {
-                    // Each attempt reads the shard's topology again: a promoted replica is
-                    // found within a second of the failover.
-                    wait = wait.min(Duration::from_secs(1));
-                }
-                // Said at the first attempt, then once a minute.
-                if said.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60)) {
-                    said = Some(Instant::now());
-                    let waited = outage.map_or(0, |t| t.elapsed().as_secs());
-                    tracing::warn!(error = %e, attempt, waited_s = waited, gives_up_after_s = retry_for.as_secs(), "cannot link to the source yet; retrying (--retry-connect)");
-                } else {
-                    tracing::debug!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "cannot link to the source yet");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue,
-                    _ = stop.cancelled() => {
-                                return finish(sink, args.grace).await;
-                    }
-                }
-            }
-            Err(e) => {
-                sink.abort();
-                return Err(Fatal::source(e));
-            }
-        };
-        if attempt > 0 {
-            tracing::info!(
-                attempts = attempt,
-                waited_s = outage.map_or(0, |t| t.elapsed().as_secs()),
-                "linked to the source again"
-            );
-        }
-        attempt = 0;
-        said = None;
-        let replid = link.resync.replid.clone();
-        let ack_stop = CancellationToken::new();
-        let acker = link.take_writer().map(|wr| {
-            tokio::spawn(acker::run(
-                wr,
-                ack.clone(),
-                applied.clone(),
-                ack_stop.clone(),
-            ))
-        });
-        let result = link.run(session, &mut sink, &mut stream).await;
-        match &result {
-            Err(e) if e.is_link_loss() => {
-                ack_stop.cancel();
-                if let Some(h) = acker {
-                    h.abort();
-                }
-                resume = match &stream {
-                    // Everything up to `st.offset` is with the destination: ask for the rest.
-                    Some(st) => {
-                        tracing::warn!(error = %e, replid = %replid, offset = st.offset, "lost the source link; reconnecting to continue the stream with PSYNC");
-                        Some(FullResync {
-                            replid,
-                            offset: st.offset,
-                        })
-                    }
-                    None => {
-                        tracing::warn!(error = %e, "lost the source link during the snapshot; reconnecting to copy it again");
-                        None
-                    }
-                };
-                outage = Some(Instant::now());
-                session
-                    .status
-                    .source_reconnects
-                    .fetch_add(1, Ordering::Relaxed);
-                session.status.source_errors.fetch_add(1, Ordering::Relaxed);
-                session.status.set_phase(Phase::Connecting);
-            }
-            _ => break (result, acker, ack_stop),
-        }
-    };
-    let outcome = match result {
-        Ok(()) => finish(sink, args.grace).await,
-        Err(SourceError::WriterGone) => {
-            Err(Fatal::target(sink.finish().await.err().map_or(
-                "the destination writer stopped".to_string(),
-                |e| e.to_string(),
-            )))
-        }
-        Err(SourceError::Route(e)) => {
-            sink.abort();
-            Err(Fatal::target(e))
-        }
-        Err(SourceError::Dest(e)) => {
-            sink.abort();
-            Err(Fatal::target(e))
-        }
-        Err(e) => {
-            sink.abort();
-            Err(Fatal::source(e))
-        }
-    };
-    // The last ACK reports what the destination applied, after the drain.
-    ack_stop.cancel();
-    if let Some(h) = acker {
-        if !ack.streaming.load(Ordering::Acquire) {
-            h.abort();
-        }
-        let _ = h.await;
-    }
-    outcome
-}
-
-/// A link to the source; a cluster shard's topology is read again first after a lost link,
-/// so that the link goes where the shard is now (a failover promoted a replica).
-async fn connect(
-    cfg: &mut LinkConfig,
-    session: &mut Session,
-    resume: Option<&FullResync>,
-    ack: &Arc<AckState>,
-) -> Result<Link, SourceError> {
-    if let Some(f) = session.shard.as_mut() {
-        if session.links > 1 {
-            let before = cfg.endpoint.clone();
-            if f.refresh().await? {
-                tracing::warn!(master = %f.master_endpoint(), id = %f.shard.master.id, "the source shard has a new master: continuing the stream there");
-            }
-            cfg.endpoint = f.link_endpoint();
-            session.master_at.set(f.master_endpoint());
-            if cfg.endpoint != before {
-                tracing::info!(from = %before, to = %cfg.endpoint, "the link moves to another node of the shard");
-            }
-        }
-    }
-    let r = Link::connect(cfg.clone(), resume, session.links, ack).await;
-    if r.is_err() {
-        if let Some(f) = session.shard.as_mut() {
-            f.link_failed();
-        }
-    }
-    r
-}
-
-/// Waits (within the grace period) until the destination has answered what is in flight.
-async fn finish(sink: Sink, grace_secs: u64) -> Result<(), Fatal> {
-    let grace = Duration::from_secs(grace_secs);
-    let r = match tokio::time::timeout(grace, sink.finish()).await {
-        Ok(r) => r.map_err(Fatal::target),
-        Err(_) => {
-            tracing::warn!(
-                grace_secs,
-                "grace period over with commands still in flight; they are not acknowledged to the source nor checkpointed"
-            );
-            Ok(())
-        }
-    };
-    r
-}
-
 /// A cluster destination only has db 0: refuse a source with keys in dbs not mapped to it.
 fn check_source_dbs(source: &SourceInfo, dbs: &DbMap) -> Result<(), Fatal> {
     let unmapped: Vec<u64> = source
@@ -539,15 +450,4 @@ fn check_source_dbs(source: &SourceInfo, dbs: &DbMap) -> Result<(), Fatal> {
         "the destination is a Redis Cluster, which has only db 0, and the source has keys in db {}; map them with --db-map {example}:0 (one SRC:0 per db) or --all-dbs-to 0",
         list.join(", ")
     )))
-}
-
-/// 100 ms doubling per attempt up to 5 s, with up to 50 % jitter.
-fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5000);
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()))
-        .unwrap_or(0)
-        % (base / 2 + 1);
-    Duration::from_millis(base + jitter)
 }
