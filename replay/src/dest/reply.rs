@@ -42,10 +42,10 @@ const FATAL_ERR_PREFIXES: &[&str] = &[
     "ERR unknown subcommand",
     "ERR wrong number of arguments",
     "ERR syntax error",
-    // A RESTORE payload the destination cannot read (newer RDB version, or corrupt): the key
-    // would be lost.
+    // A RESTORE payload the destination cannot read (a newer RDB version, or corrupt): the
+    // key would be lost. (A module value without its module on the destination answers
+    // "Bad data format": counted as a key error, as the module aux data is logged.)
     "ERR DUMP payload version or checksum are wrong",
-    "ERR Bad data format",
 ];
 
 /// Classifies an error message (without the leading `-`).
