@@ -488,3 +488,38 @@ fn one_replicant_for_the_whole_cluster_follows_every_shard() {
     let log = procs.remove(0).stop();
     assert!(!log.contains(RECOPY), "no shard copied again");
 }
+
+/// `replicant check` of a whole cluster source checks every master shard: reachable, PSYNC
+/// allowed, backlog, output buffer.
+#[test]
+fn check_covers_every_master_shard() {
+    let source = source_cluster();
+    let target = RedisServer::start();
+    let seed = source.masters()[0].url();
+    let args: Vec<OsString> = ["check", "--source", &seed, "--target", &target.url()]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    let out = replicant::run(&args, &[], Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("3 master shards, one link each"),
+        "{}",
+        out.describe()
+    );
+    let psync: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("source PSYNC permission"))
+        .collect();
+    assert_eq!(psync.len(), 3, "{}", out.describe());
+    assert_eq!(
+        psync
+            .iter()
+            .filter(|l| l.contains("master 127.0.0.1:"))
+            .count(),
+        2,
+        "the other two masters are named:\n{}",
+        out.describe()
+    );
+}

@@ -101,11 +101,66 @@ pub async fn all(args: &SyncArgs, resuming: bool) -> Result<Vec<Finding>, Fatal>
         },
         None => None,
     };
+    // A whole cluster source: every other master shard is checked as the seed was.
+    if args.source_shard.is_none()
+        && src_facts
+            .as_ref()
+            .is_some_and(|f| f.get("cluster_enabled") == Some("1"))
+    {
+        shard_checks(&source, timeout, &mut out).await;
+    }
     if let (Some(s), Some(d)) = (&src_facts, &dst_facts) {
         versions(s, d, &mut out);
         target_checks(args, &target, timeout, s, d, resuming, &mut out).await;
     }
     Ok(out)
+}
+
+/// The source checks (reachable, PSYNC allowed, backlog, output buffer) of every master of the
+/// cluster `seed` belongs to, but the seed's own; each reason names the master.
+async fn shard_checks(seed: &Endpoint, timeout: Duration, out: &mut Vec<Finding>) {
+    let nodes = match crate::source::shard::read_nodes(seed, timeout).await {
+        Ok(n) => n,
+        Err(e) => {
+            out.push(Finding::new("source shards", Verdict::Fail, e.to_string()).on(Side::Source));
+            return;
+        }
+    };
+    let masters: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.master && !n.failed && !n.slots.is_empty())
+        .filter(|n| !(n.addr.host == seed.host && n.addr.port == seed.port))
+        .collect();
+    out.push(
+        Finding::new(
+            "source shards",
+            Verdict::Pass,
+            format!(
+                "a Redis Cluster: {} master shards, one link each",
+                masters.len() + 1
+            ),
+        )
+        .on(Side::Source),
+    );
+    for m in masters {
+        let ep = seed.with_addr(&m.addr.host, m.addr.port);
+        let mut found = Vec::new();
+        if let Some(mut c) = connect(&ep, Side::Source, timeout, &mut found).await {
+            match facts(&mut c).await {
+                Ok(f) => source_buffers(&mut c, &f, &mut found).await,
+                Err(e) => {
+                    found.push(Finding::new("source info", Verdict::Fail, e).on(Side::Source))
+                }
+            }
+            psync_allowed(&mut c, ep.user.as_deref(), &mut found).await;
+        }
+        for mut f in found {
+            if !f.reason.starts_with(&ep.to_string()) {
+                f.reason = format!("master {ep}: {}", f.reason);
+            }
+            out.push(f);
+        }
+    }
 }
 
 impl Finding {
