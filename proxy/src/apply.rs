@@ -174,9 +174,10 @@ pub async fn key_count(nodes: &[Endpoint], timeout: Duration) -> Result<u64, Des
     Ok(total)
 }
 
-/// Removes every key whose slot is in `slots` from the destination's `nodes` (every db of a
-/// standalone server; every master of a cluster), by SCAN and UNLINK in batches: what a copy
-/// of one source shard replaces. How many keys it removed.
+/// Removes every key of db 0 whose slot is in `slots` from the destination's `nodes` (a
+/// standalone server, or every master of a cluster), by SCAN and UNLINK in batches: what a
+/// copy, or a FLUSHALL, of one cluster source shard (whose keys all go to db 0) replaces. How
+/// many keys it removed.
 pub async fn clear_slots(
     nodes: &[Endpoint],
     slots: &[bool],
@@ -190,13 +191,8 @@ pub async fn clear_slots(
     let mut removed = 0u64;
     for ep in nodes {
         let mut conn = connect_and_auth(ep, timeout).await?;
-        let info = conn.call(&["INFO", "keyspace"]).await?;
-        let dbs: Vec<String> = frame_text(&info)
-            .lines()
-            .filter_map(|l| Some(l.strip_prefix("db")?.split(':').next()?.to_string()))
-            .collect();
-        for db in dbs {
-            let r = conn.call(&["SELECT", db.as_str()]).await?;
+        for db in ["0"] {
+            let r = conn.call(&["SELECT", db]).await?;
             if let Some(e) = frame_error(&r) {
                 return Err(refused("SELECT", e));
             }

@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use replay::cmd::Op;
 use replay::dest::{Sink, SinkError};
-use replay::pipeline::{Deliver, DriveError, Feed, SnapshotStage};
+use replay::pipeline::{Barrier, Deliver, DriveError, Feed, SnapshotStage};
 use replay::plan::RdbPlanner;
 use replay::rdb::Limits;
 use tokio::io::AsyncReadExt;
@@ -89,6 +89,13 @@ impl Deliver for FileFeed<'_> {
             Err(SinkError::Route(e)) => Err(Fatal::target(e)),
             Err(SinkError::Dest(e)) => Err(Fatal::target(e)),
         }
+    }
+
+    async fn barrier(&mut self, b: Barrier) -> Result<(), Fatal> {
+        Err(Fatal::other(format!(
+            "{}: {b:?} in an RDB file (only a cluster shard's stream has barriers)",
+            self.name
+        )))
     }
 }
 

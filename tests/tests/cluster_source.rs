@@ -523,3 +523,44 @@ fn check_covers_every_master_shard() {
         out.describe()
     );
 }
+
+/// A FLUSHALL run on one master of the source cluster empties that shard only: replicant
+/// removes that shard's keys from the destination (the other shards' stay) and goes on.
+#[test]
+fn a_flushall_of_one_shard_removes_only_its_keys() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let target = RedisServer::start();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(2_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = vec![SyncProcess::start(
+        &source.masters()[0].url(),
+        &target.url(),
+    )];
+    wait_until(&mut procs, "every shard to follow its stream", |p| {
+        p[0].log().matches(STREAMING).count() == 3
+    });
+    let until = workload.ops() + 1_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let flushed = source.masters()[1].addr();
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut source.node(&flushed).expect("live").client())
+        .expect("FLUSHALL");
+    let until = workload.ops() + 1_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    workload.stop();
+    barrier_links(&source, &mut procs, 3);
+    assert_equal(&source, &target, "after a FLUSHALL of one shard");
+    let log = procs.remove(0).stop();
+    assert!(
+        log.contains("its keys are removed from the destination"),
+        "{}",
+        replicant::tail(&log, 20)
+    );
+}

@@ -4,11 +4,12 @@
 //! socket: the link's spool and the run's sink are lent to it.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use replay::cmd::Op;
 use replay::dest::{Sink, SinkError};
-use replay::pipeline::{Deliver, DriveError, Feed, PlanError, SnapshotStage, StreamStage};
+use replay::pipeline::{Barrier, Deliver, DriveError, Feed, PlanError, SnapshotStage, StreamStage};
 use tokio_util::sync::CancellationToken;
 
 use super::SourceError;
@@ -47,6 +48,10 @@ pub struct LinkFeed<'a> {
     pub status: &'a Status,
     /// The announced length of a sized snapshot transfer.
     pub snapshot_len: Option<u64>,
+    /// The slots of the cluster shard the stream is of (a cluster source), for a barrier that
+    /// removes its keys from the destination.
+    pub shard_slots: Option<Vec<bool>>,
+    pub timeout: Duration,
 }
 
 impl Deliver for LinkFeed<'_> {
@@ -54,6 +59,24 @@ impl Deliver for LinkFeed<'_> {
 
     async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), SourceError> {
         send(self.tx, ops, self.stop).await
+    }
+
+    async fn barrier(&mut self, b: Barrier) -> Result<(), SourceError> {
+        let Barrier::ClearShard { offset } = b;
+        let Some(slots) = &self.shard_slots else {
+            return Err(SourceError::Protocol(
+                "a shard's barrier in the stream of a source that is not a cluster shard".into(),
+            ));
+        };
+        tokio::select! {
+            r = self.tx.drain() => r.map_err(sink_error)?,
+            _ = self.stop.cancelled() => return Ok(()),
+        }
+        let removed = crate::apply::clear_slots(&self.tx.nodes(), slots, self.timeout)
+            .await
+            .map_err(SourceError::Dest)?;
+        tracing::warn!(removed, offset, "a FLUSHALL/FLUSHDB on this source shard: its keys are removed from the destination (the other shards' stay)");
+        send(self.tx, vec![Op::Mark(offset)], self.stop).await
     }
 }
 

@@ -241,6 +241,8 @@ impl Link {
                 stop: &stop,
                 status: &run.status,
                 snapshot_len: None,
+                shard_slots: None,
+                timeout: self.cfg.connect_timeout,
             };
             run.pipeline.flush(&mut feed).await.map_err(drive_error)?;
             tracing::info!(
@@ -288,12 +290,15 @@ impl Link {
                 }
             }),
         );
+        let shard_slots = run.shard.as_ref().map(|f| f.shard.slot_set());
         let mut feed = LinkFeed {
             spool: &mut self.spool,
             tx,
             stop: &stop,
             status: &run.status,
             snapshot_len: None,
+            shard_slots,
+            timeout: self.cfg.connect_timeout,
         };
         let driven = run
             .pipeline
@@ -375,6 +380,8 @@ impl Link {
                 Transfer::Sized(len) => Some(len),
                 Transfer::Diskless(_) => None,
             },
+            shard_slots: None,
+            timeout: self.cfg.connect_timeout,
         };
         let ended = run
             .pipeline

@@ -46,6 +46,19 @@ pub enum Step {
     More,
     /// The input ended (an RDB's EOF opcode and checksum); bytes after it stay in the buffer.
     Done,
+    /// Everything planned so far must be applied, then the caller do this, before the stage
+    /// goes on.
+    Barrier(Barrier),
+}
+
+/// What a stage needs done on the destination in the middle of its stream, with everything
+/// before it applied and nothing after it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Barrier {
+    /// A FLUSHALL/FLUSHDB of one shard of a cluster source, which emptied only the slots that
+    /// shard serves: remove the destination's keys of those slots; the stream is then at
+    /// `offset`.
+    ClearShard { offset: u64 },
 }
 
 /// A parser and its planner: takes bytes from the front of a buffer, appends ops to a batch.
@@ -61,6 +74,8 @@ pub trait Deliver {
     type Error;
     /// Hands a batch to the destination (waiting while it is full: backpressure).
     async fn deliver(&mut self, ops: Vec<Op>) -> Result<(), Self::Error>;
+    /// Does what a [`Barrier`] asks, once everything delivered before it is applied.
+    async fn barrier(&mut self, b: Barrier) -> Result<(), Self::Error>;
 }
 
 /// The caller's side of a pipeline: where the bytes come from, where the batches go.
@@ -138,6 +153,10 @@ impl Pipeline {
         loop {
             match stage.step(buf, &mut self.batch).map_err(DriveError::Plan)? {
                 Step::Full => self.flush(feed).await?,
+                Step::Barrier(b) => {
+                    self.flush(feed).await?;
+                    feed.barrier(b).await.map_err(DriveError::Feed)?;
+                }
                 Step::Done => {
                     self.flush(feed).await?;
                     return Ok(true);

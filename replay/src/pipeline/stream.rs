@@ -7,7 +7,7 @@ use std::fmt;
 
 use bytes::BytesMut;
 
-use super::{Batch, PlanError, Stage, Step};
+use super::{Barrier, Batch, PlanError, Stage, Step};
 use crate::plan::stream::{Seen, StreamState};
 use crate::resp::scan::CommandScanner;
 
@@ -79,6 +79,9 @@ impl Stage for StreamStage {
                 (self.observer)(st.offset, &seen);
             }
             out.bytes += n;
+            if seen.clear_shard {
+                return Ok(Step::Barrier(Barrier::ClearShard { offset: st.offset }));
+            }
             if out.is_full() {
                 return Ok(Step::Full);
             }

@@ -84,6 +84,9 @@ pub struct Seen {
     pub heartbeat: Option<u64>,
     /// A SELECT of this db (it takes effect at the frame's offset).
     pub selected: Option<u64>,
+    /// A FLUSHALL/FLUSHDB of a shard's stream (`scoped`): nothing was planned for it; the
+    /// shard's keys must be removed from the destination once everything before it is applied.
+    pub clear_shard: bool,
 }
 
 impl StreamState {
@@ -118,10 +121,17 @@ impl StreamState {
             && kind == Kind::Forward
             && (name.eq_ignore_ascii_case(b"FLUSHALL") || name.eq_ignore_ascii_case(b"FLUSHDB"))
         {
-            return Err(format!(
-                "{} on this shard of the source cluster: it emptied only the slots the shard serves, and replaying it would empty the other shards' keys on the destination too; stopping (to go on: empty the destination and copy again with new state dirs)",
-                String::from_utf8_lossy(name).to_uppercase()
-            ));
+            // It emptied only the slots this shard serves: replayed, it would empty the other
+            // shards' keys on the destination too. Outside a transaction the reader removes
+            // the shard's keys instead; inside one that cannot be done in order.
+            if self.in_tx {
+                return Err(format!(
+                    "{} inside a MULTI on this shard of the source cluster: it emptied only the shard's slots, which cannot be done inside the transaction on the destination; stopping",
+                    String::from_utf8_lossy(name).to_uppercase()
+                ));
+            }
+            seen.clear_shard = true;
+            return Ok(seen);
         }
         if kind == Kind::Forward && self.is_own(name, arg1) {
             kind = Kind::Heartbeat;
@@ -312,8 +322,20 @@ mod tests {
             .expect("valid")
             .expect("whole");
         let raw = buf.split_to(f.len).freeze();
-        let err = st.on_frame(&f, raw, &mut Vec::new()).expect_err("refused");
-        assert!(err.contains("FLUSHALL on this shard"), "{err}");
+        let mut out = Vec::new();
+        let seen = st.on_frame(&f, raw, &mut out).expect("planned");
+        assert!(seen.clear_shard && out.is_empty(), "{out:?}");
+        st.in_tx = true;
+        let mut buf = BytesMut::from(&b"*1\r\n$7\r\nFLUSHDB\r\n"[..]);
+        let f = CommandScanner::default()
+            .scan(&buf)
+            .expect("valid")
+            .expect("whole");
+        let raw = buf.split_to(f.len).freeze();
+        let err = st
+            .on_frame(&f, raw, &mut out)
+            .expect_err("refused in a MULTI");
+        assert!(err.contains("inside a MULTI"), "{err}");
     }
 
     #[test]
