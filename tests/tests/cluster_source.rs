@@ -564,3 +564,46 @@ fn a_flushall_of_one_shard_removes_only_its_keys() {
         replicant::tail(&log, 20)
     );
 }
+
+/// 1,000 slots resharded between two shards of the source (`redis-cli --cluster reshard`:
+/// MIGRATE, key by key) under writes, while one replicant follows the whole cluster: no key
+/// lost, none brought back; each migrated key's copy waited for the old shard's deletion.
+#[test]
+fn a_reshard_of_the_source_loses_no_key_and_brings_none_back() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let target = RedisServer::start();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(3_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = vec![SyncProcess::start(
+        &source.masters()[0].url(),
+        &target.url(),
+    )];
+    wait_until(&mut procs, "every shard to follow its stream", |p| {
+        p[0].log().matches(STREAMING).count() == 3
+    });
+    let until = workload.ops() + 1_000;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (from, to) = (source.masters()[0].addr(), source.masters()[1].addr());
+    let out = source
+        .reshard(&from, &to, 1_000)
+        .unwrap_or_else(|e| panic!("reshard: {e}"));
+    assert!(out.contains("Moving slot"), "{out}");
+    let until = workload.ops() + 1_500;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    workload.stop();
+    barrier_links(&source, &mut procs, 3);
+    assert_equal(&source, &target, "after a reshard of the source");
+    let log = procs.remove(0).stop();
+    assert!(
+        !log.contains("without a deletion from another shard"),
+        "every migrated key matched its deletion:\n{}",
+        replicant::tail(&log, 20)
+    );
+}

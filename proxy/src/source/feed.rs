@@ -52,7 +52,12 @@ pub struct LinkFeed<'a> {
     /// removes its keys from the destination.
     pub shard_slots: Option<Vec<bool>>,
     pub timeout: Duration,
+    /// Keys moving between the shards of a cluster source followed whole, and this shard.
+    pub migrations: Option<(std::sync::Arc<super::migrations::Migrations>, usize)>,
 }
+
+/// How long a stream at a MIGRATE's `RESTORE-ASKING` waits for the other shard's `DEL`.
+const MIGRATION_WAIT: Duration = Duration::from_secs(10);
 
 impl Deliver for LinkFeed<'_> {
     type Error = SourceError;
@@ -62,7 +67,22 @@ impl Deliver for LinkFeed<'_> {
     }
 
     async fn barrier(&mut self, b: Barrier) -> Result<(), SourceError> {
-        let Barrier::ClearShard { offset } = b;
+        let offset = match b {
+            Barrier::ClearShard { offset } => offset,
+            Barrier::AwaitMigration { key } => {
+                let Some((m, shard)) = &self.migrations else {
+                    return Ok(());
+                };
+                let matched = tokio::select! {
+                    m = m.wait_for(*shard, &key, MIGRATION_WAIT) => m,
+                    _ = self.stop.cancelled() => return Ok(()),
+                };
+                if !matched {
+                    tracing::warn!(key = %replay::display::printable(&key), waited_s = MIGRATION_WAIT.as_secs(), "a key migrated into this shard without a deletion from another shard in time (a MIGRATE with COPY, or one that failed half-way?): applying its copy now");
+                }
+                return Ok(());
+            }
+        };
         let Some(slots) = &self.shard_slots else {
             return Err(SourceError::Protocol(
                 "a shard's barrier in the stream of a source that is not a cluster shard".into(),

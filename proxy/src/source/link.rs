@@ -71,6 +71,9 @@ pub struct Session {
     /// The cluster shard followed (a cluster source), and where its master is now.
     pub shard: Option<super::shard::ShardFollower>,
     pub master_at: super::shard::MasterAt,
+    /// Every shard of a cluster source followed by this run: where keys moving between
+    /// shards are matched, and this stream's shard index.
+    pub migrations: Option<(Arc<super::migrations::Migrations>, usize)>,
     /// For metrics, INFO and the summary line.
     pub status: Arc<Status>,
     pub heartbeats: Arc<Heartbeats>,
@@ -243,6 +246,7 @@ impl Link {
                 snapshot_len: None,
                 shard_slots: None,
                 timeout: self.cfg.connect_timeout,
+                migrations: None,
             };
             run.pipeline.flush(&mut feed).await.map_err(drive_error)?;
             tracing::info!(
@@ -267,14 +271,16 @@ impl Link {
         st.own_prefix = Some(run.heartbeats.prefix.clone());
         st.own_key = Some(run.heartbeats.key.clone());
         st.scoped = run.shard.is_some();
+        st.migrations = run.migrations.is_some();
         if st.restore.is_none() {
             let planner = RdbPlanner::new(run.caps, self.cfg.restore_max, self.cfg.batch);
             st.restore = Some(StreamRestore::new(planner, run.caps.rdb_version));
         }
-        let (position, ack, beats) = (
+        let (position, ack, beats, moving) = (
             run.checkpoint.position.clone(),
             run.ack.clone(),
             run.heartbeats.clone(),
+            run.migrations.clone(),
         );
         let mut stage = StreamStage::new(
             st,
@@ -288,6 +294,9 @@ impl Link {
                 if let Some(ts) = seen.heartbeat {
                     beats.read(offset, ts);
                 }
+                if let (false, Some((m, shard))) = (seen.deleted.is_empty(), &moving) {
+                    m.deleted(*shard, offset, &seen.deleted);
+                }
             }),
         );
         let shard_slots = run.shard.as_ref().map(|f| f.shard.slot_set());
@@ -299,6 +308,7 @@ impl Link {
             snapshot_len: None,
             shard_slots,
             timeout: self.cfg.connect_timeout,
+            migrations: run.migrations.clone(),
         };
         let driven = run
             .pipeline
@@ -382,6 +392,7 @@ impl Link {
             },
             shard_slots: None,
             timeout: self.cfg.connect_timeout,
+            migrations: None,
         };
         let ended = run
             .pipeline

@@ -8,6 +8,7 @@ pub mod acker;
 pub mod feed;
 pub mod handshake;
 pub mod link;
+pub mod migrations;
 pub mod probe;
 pub mod shard;
 pub mod transfer;

@@ -26,6 +26,7 @@ use crate::fatal::Fatal;
 use crate::source::acker::AckState;
 use crate::source::handshake::FullResync;
 use crate::source::link::{LinkConfig, Session};
+use crate::source::migrations::Migrations;
 use crate::source::probe::{probe, SourceInfo};
 use crate::source::shard::{self, MasterAt, ShardFollower};
 use crate::spool::{SpoolConfig, SpoolCounters};
@@ -72,11 +73,13 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
     // saves its checkpoint).
     let run_stop = stop.child_token();
     let one = plans.len() == 1;
+    // Every shard of a cluster source in this run: keys a reshard moves are matched across them.
+    let migrations = (!one).then(|| Arc::new(Migrations::default()));
     let local = tokio::task::LocalSet::new();
     let outcome = local
         .run_until(async {
             let mut tasks = tokio::task::JoinSet::new();
-            for (plan, (state, checkpoint)) in plans.into_iter().zip(opened) {
+            for (index, (plan, (state, checkpoint))) in plans.into_iter().zip(opened).enumerate() {
                 let span = if plan.label.is_empty() {
                     tracing::Span::none()
                 } else {
@@ -93,6 +96,7 @@ pub async fn run(args: SyncArgs, stop: CancellationToken) -> Result<(), Fatal> {
                     streams: streams.clone(),
                     stop: run_stop.clone(),
                     bar: one,
+                    migrations: migrations.clone().map(|m| (m, index)),
                 };
                 tasks.spawn_local(run_stream(run).instrument(span));
             }
@@ -130,6 +134,8 @@ struct StreamRun {
     stop: CancellationToken,
     /// Show the snapshot's progress bar (one stream only).
     bar: bool,
+    /// Keys moving between the shards followed (a whole cluster source), and this one's index.
+    migrations: Option<(Arc<Migrations>, usize)>,
 }
 
 /// Follows one stream until stopped: its destination connections, link, spool, checkpoint,
@@ -146,6 +152,7 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
         streams,
         stop,
         bar: show_bar,
+        migrations,
     } = run;
     let args = &*args;
     let timeout = Duration::from_secs(args.apply.connect_timeout.max(1));
@@ -174,6 +181,9 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
         dbs,
     } = dest;
     let applied = sink.applied();
+    if let Some((m, index)) = &migrations {
+        m.register(*index, applied.clone());
+    }
     if let Some(dbs) = &dbs {
         if let Err(e) = check_source_dbs(&info, dbs) {
             sink.abort();
@@ -271,6 +281,7 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
         pipeline: Pipeline::default(),
         shard: follower,
         master_at,
+        migrations,
         status: status.clone(),
         heartbeats,
     };

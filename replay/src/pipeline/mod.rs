@@ -38,7 +38,7 @@ pub enum PlanError {
 }
 
 /// Where a stage stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// The batch is full: hand it over, then step again.
     Full,
@@ -53,12 +53,16 @@ pub enum Step {
 
 /// What a stage needs done on the destination in the middle of its stream, with everything
 /// before it applied and nothing after it sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Barrier {
     /// A FLUSHALL/FLUSHDB of one shard of a cluster source, which emptied only the slots that
     /// shard serves: remove the destination's keys of those slots; the stream is then at
     /// `offset`.
     ClearShard { offset: u64 },
+    /// A `RESTORE-ASKING` of `key` (a MIGRATE into this shard): wait until the shard it came
+    /// from has applied its `DEL` of the key, so that the destination sees the old shard's
+    /// writes to it, then its deletion, then the new shard's copy and writes.
+    AwaitMigration { key: bytes::Bytes },
 }
 
 /// A parser and its planner: takes bytes from the front of a buffer, appends ops to a batch.

@@ -29,6 +29,8 @@ pub struct StreamStage {
     /// its state, e.g. an open MULTI).
     pub state: StreamState,
     observer: Observer,
+    /// What was planned for a frame that waits at a barrier: handed over after it.
+    held: Vec<crate::cmd::Op>,
 }
 
 impl fmt::Debug for StreamStage {
@@ -45,6 +47,7 @@ impl StreamStage {
             scanner: CommandScanner::default(),
             state,
             observer,
+            held: Vec::new(),
         }
     }
 
@@ -56,6 +59,10 @@ impl StreamStage {
 
 impl Stage for StreamStage {
     fn step(&mut self, buf: &mut BytesMut, out: &mut Batch) -> Result<Step, PlanError> {
+        // A frame held at a barrier goes first, now that the barrier is passed.
+        for op in self.held.drain(..) {
+            out.push(op);
+        }
         let st = &mut self.state;
         loop {
             let at = st.offset;
@@ -72,9 +79,15 @@ impl Stage for StreamStage {
             };
             let n = frame.len;
             let raw = buf.split_to(n).freeze();
-            let seen = st
+            let planned_from = out.ops.len();
+            let mut seen = st
                 .on_frame(&frame, raw, &mut out.ops)
                 .map_err(|what| StreamError { offset: at, what })?;
+            if let Some(key) = seen.migrated_in.take() {
+                self.held = out.ops.split_off(planned_from);
+                (self.observer)(st.offset, &seen);
+                return Ok(Step::Barrier(Barrier::AwaitMigration { key }));
+            }
             if seen != Seen::default() {
                 (self.observer)(st.offset, &seen);
             }
@@ -82,6 +95,7 @@ impl Stage for StreamStage {
             if seen.clear_shard {
                 return Ok(Step::Barrier(Barrier::ClearShard { offset: st.offset }));
             }
+
             if out.is_full() {
                 return Ok(Step::Full);
             }

@@ -73,6 +73,9 @@ pub struct StreamState {
     /// Plans again the RESTOREs whose payload the destination cannot load (set by the reader
     /// once it knows the destination).
     pub restore: Option<super::stream_restore::StreamRestore>,
+    /// Every shard of a cluster source is followed by this run: report the keys that MIGRATE
+    /// moves between shards ([`Seen::migrated_in`], [`Seen::deleted`]).
+    pub migrations: bool,
 }
 
 /// What a frame asked of the link besides its ops.
@@ -87,6 +90,12 @@ pub struct Seen {
     /// A FLUSHALL/FLUSHDB of a shard's stream (`scoped`): nothing was planned for it; the
     /// shard's keys must be removed from the destination once everything before it is applied.
     pub clear_shard: bool,
+    /// (`migrations`) A `RESTORE-ASKING` of this key: what was planned for the frame must wait
+    /// until the shard the key came from has applied its deletion.
+    pub migrated_in: Option<Bytes>,
+    /// (`migrations`) The keys of a `DEL`/`UNLINK`: a MIGRATE out of this shard deletes its
+    /// copies so; another shard's `RESTORE-ASKING` of one of them waits for it.
+    pub deleted: Vec<Bytes>,
 }
 
 impl StreamState {
@@ -100,6 +109,7 @@ impl StreamState {
             own_key: None,
             scoped: false,
             restore: None,
+            migrations: false,
         }
     }
 
@@ -142,6 +152,13 @@ impl StreamState {
             }
         }
         // A form only a replica may run goes out rewritten (same effect on the data).
+        if self.migrations && kind == Kind::Forward {
+            if name.eq_ignore_ascii_case(b"RESTORE-ASKING") {
+                seen.migrated_in = arg1.map(Bytes::copy_from_slice);
+            } else if name.eq_ignore_ascii_case(b"DEL") || name.eq_ignore_ascii_case(b"UNLINK") {
+                seen.deleted = crate::resp::peek_args(&raw, usize::MAX).split_off(1);
+            }
+        }
         // A payload the destination cannot load goes planned again, as the snapshot's do.
         let mut planned: Option<Vec<Command>> = None;
         if kind == Kind::Forward {
