@@ -607,3 +607,93 @@ fn a_reshard_of_the_source_loses_no_key_and_brings_none_back() {
         replicant::tail(&log, 20)
     );
 }
+
+/// One shard's backlog overrun while its link is down: that shard alone is copied again, its
+/// slots' keys removed from the destination first (keys deleted on it meanwhile go), the other
+/// shards go on streaming.
+#[test]
+fn a_shard_that_must_be_copied_again_is_copied_alone() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let target = RedisServer::start();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(2_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = vec![SyncProcess::start(
+        &source.masters()[0].url(),
+        &target.url(),
+    )];
+    wait_until(&mut procs, "every shard to follow its stream", |p| {
+        p[0].log().matches(STREAMING).count() == 3
+    });
+    workload.stop();
+    let shard = source.masters()[2];
+    let mut con = shard.client();
+    // A backlog the writes below overrun, then the link cut.
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "repl-backlog-size", "16384"])
+        .query(&mut con)
+        .expect("CONFIG SET");
+    let doomed: Vec<String> = (0..50)
+        .map(|i| format!("doomed:{{{}}}:{i}", shard_tag(&source, 2)))
+        .collect();
+    for k in &doomed {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg("x")
+            .query(&mut con)
+            .expect("SET");
+    }
+    barrier_links(&source, &mut procs, 3);
+    // replicant stopped (SIGSTOP) while its link to the shard is cut and the shard's backlog
+    // overrun: once it goes on, its PSYNC finds its offset gone.
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    let pid = procs[0].pid();
+    signal("-STOP", pid);
+    let _: redis::RedisResult<u64> = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "replica"])
+        .query(&mut con);
+    let _: () = redis::cmd("DEL").arg(&doomed).query(&mut con).expect("DEL");
+    let filler = "y".repeat(4096);
+    for i in 0..64 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("fill:{{{}}}:{i}", shard_tag(&source, 2)))
+            .arg(&filler)
+            .query(&mut con)
+            .expect("SET");
+    }
+    signal("-CONT", pid);
+    wait_until(&mut procs, "the shard to be copied again", |p| {
+        p[0].log()
+            .contains("removing the destination's keys of the shard's slots")
+    });
+    barrier_links(&source, &mut procs, 3);
+    assert_equal(&source, &target, "after one shard was copied again");
+    let log = procs.remove(0).stop();
+    assert_eq!(
+        log.matches(RECOPY).count(),
+        1,
+        "one shard copied again:\n{}",
+        replicant::tail(&log, 30)
+    );
+}
+
+/// A hash tag whose slot the `n`th master of `cluster` serves.
+fn shard_tag(cluster: &RedisCluster, n: usize) -> String {
+    let map = cluster.slot_map();
+    let addr = cluster.masters()[n].addr();
+    (0u32..)
+        .map(|i| format!("t{i}"))
+        .find(|t| {
+            map.owner(replicant_tests::cluster::key_slot(t.as_bytes())) == Some(addr.as_str())
+        })
+        .expect("a tag")
+}
