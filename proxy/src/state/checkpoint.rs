@@ -33,6 +33,9 @@ pub struct Checkpoint {
     /// `host:port` of the destination (the seed node of a cluster).
     pub target: String,
     pub stand: Stand,
+    /// The node the stream was last read from (a cluster shard's master or replica then),
+    /// for the operator: the pair is `source` (and its shard), whichever node serves it.
+    pub node: Option<String>,
 }
 
 /// A checkpoint file that cannot be used.
@@ -61,6 +64,9 @@ impl fmt::Display for Checkpoint {
         writeln!(f, "{MAGIC}")?;
         writeln!(f, "source {}", self.source)?;
         writeln!(f, "target {}", self.target)?;
+        if let Some(node) = &self.node {
+            writeln!(f, "node {node}")?;
+        }
         match &self.stand {
             Stand::Copying => writeln!(f, "stand copying"),
             Stand::Streaming { replid, offset, db } => {
@@ -144,6 +150,7 @@ impl Checkpoint {
             source: get("source")?.1.to_string(),
             target: get("target")?.1.to_string(),
             stand,
+            node: get("node").ok().map(|(_, v)| v.to_string()),
         })
     }
 
@@ -209,6 +216,7 @@ mod tests {
                 offset: 123456,
                 db,
             },
+            node: None,
         }
     }
 
@@ -217,6 +225,10 @@ mod tests {
         for c in [
             streaming(Some(3)),
             streaming(None),
+            Checkpoint {
+                node: Some("10.0.0.2:7001".into()),
+                ..streaming(Some(0))
+            },
             Checkpoint {
                 stand: Stand::Copying,
                 ..streaming(None)

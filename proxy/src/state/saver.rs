@@ -18,6 +18,8 @@ pub struct Checkpointer {
     target: String,
     pub position: Arc<Position>,
     last: Mutex<Option<Stand>>,
+    /// The node the stream is read from now.
+    node: Mutex<Option<String>>,
 }
 
 impl Checkpointer {
@@ -28,7 +30,13 @@ impl Checkpointer {
             target,
             position,
             last: Mutex::new(None),
+            node: Mutex::new(None),
         }
+    }
+
+    /// The node the stream is read from now (recorded with the next change of stand).
+    pub fn set_node(&self, node: String) {
+        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
     }
 
     /// Writes where the destination stands now, if that changed since the last write.
@@ -43,6 +51,7 @@ impl Checkpointer {
             source: self.source.clone(),
             target: self.target.clone(),
             stand: stand.clone(),
+            node: self.node.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
         .save(&self.path)?;
         *last = Some(stand.clone());

@@ -187,6 +187,9 @@ async fn connect(
         }
     }
     let r = Link::connect(cfg.clone(), resume, session.links, ack).await;
+    if r.is_ok() {
+        session.checkpoint.set_node(cfg.endpoint.to_string());
+    }
     if r.is_err() {
         if let Some(f) = session.shard.as_mut() {
             f.link_failed();
