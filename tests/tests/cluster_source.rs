@@ -697,3 +697,38 @@ fn shard_tag(cluster: &RedisCluster, n: usize) -> String {
         })
         .expect("a tag")
 }
+
+/// With one replicant per shard, a reshard cannot be ordered across the processes: the
+/// replicant of the shard that receives migrated keys stops and says why, rather than risk a
+/// lost key or an old value.
+#[test]
+fn a_lone_shard_replicant_stops_at_a_reshard_and_says_why() {
+    let _guard = heavy_test_guard();
+    let source = source_cluster();
+    let target = RedisServer::start();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(2_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = sidecars(&source, &target.url(), &[]);
+    wait_streaming(&mut procs);
+    workload.stop();
+    let (from, to) = (source.masters()[0].addr(), source.masters()[1].addr());
+    source
+        .reshard(&from, &to, 500)
+        .unwrap_or_else(|e| panic!("reshard: {e}"));
+    let importer = &mut procs[1];
+    let status = importer.wait_exit(TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "the importing shard's replicant went on:\n{}",
+            importer.log_tail(20)
+        )
+    });
+    assert!(!status.success());
+    let log = importer.log();
+    assert!(
+        log.contains("is being resharded"),
+        "{}",
+        replicant::tail(&log, 20)
+    );
+}

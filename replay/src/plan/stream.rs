@@ -152,6 +152,18 @@ impl StreamState {
             }
         }
         // A form only a replica may run goes out rewritten (same effect on the data).
+        if self.scoped
+            && !self.migrations
+            && kind == Kind::Forward
+            && name.eq_ignore_ascii_case(b"RESTORE-ASKING")
+        {
+            // One shard followed alone: the other shard's DEL of this key is in another
+            // process's stream, and the two cannot be ordered.
+            return Err(format!(
+                "RESTORE-ASKING of key {}: a MIGRATE into this shard, so the source cluster is being resharded; with one replicant per shard the shards' streams cannot be ordered (the key could be deleted on the destination, or an old value come back), so the run stops — to migrate through a reshard, follow the whole cluster with one replicant (no --source-shard)",
+                arg1.map(crate::display::printable).unwrap_or_default()
+            ));
+        }
         if self.migrations && kind == Kind::Forward {
             if name.eq_ignore_ascii_case(b"RESTORE-ASKING") {
                 seen.migrated_in = arg1.map(Bytes::copy_from_slice);
@@ -353,6 +365,29 @@ mod tests {
             .on_frame(&f, raw, &mut out)
             .expect_err("refused in a MULTI");
         assert!(err.contains("inside a MULTI"), "{err}");
+    }
+
+    #[test]
+    fn a_lone_shard_stops_at_a_migration_and_a_whole_cluster_waits() {
+        let wire: &[u8] = b"*4\r\n$14\r\nRESTORE-ASKING\r\n$1\r\nk\r\n$1\r\n0\r\n$1\r\nx\r\n";
+        let frame = |st: &mut StreamState| {
+            let mut buf = BytesMut::from(wire);
+            let f = CommandScanner::default()
+                .scan(&buf)
+                .expect("valid")
+                .expect("whole");
+            let raw = buf.split_to(f.len).freeze();
+            st.on_frame(&f, raw, &mut Vec::new())
+        };
+        let mut alone = StreamState::new(0);
+        alone.scoped = true;
+        let err = frame(&mut alone).expect_err("stops");
+        assert!(err.contains("resharded"), "{err}");
+        let mut whole = StreamState::new(0);
+        whole.scoped = true;
+        whole.migrations = true;
+        let seen = frame(&mut whole).expect("planned");
+        assert_eq!(seen.migrated_in.as_deref(), Some(&b"k"[..]));
     }
 
     #[test]
