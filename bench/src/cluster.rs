@@ -18,7 +18,7 @@ use replicant_tests::server::RedisServer;
 use crate::dataset::{self, key_count};
 use crate::procstat;
 use crate::runner::replicant_binary;
-use crate::{mib, secs};
+use crate::{mib, secs, used_dataset};
 
 const DEADLINE: Duration = Duration::from_secs(1800);
 
@@ -113,17 +113,6 @@ pub fn run(size_mb: u64) {
             secs(r.wall) / native_wall
         );
     }
-}
-
-fn used_dataset(c: &mut Connection) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query(c)
-        .unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory_dataset:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Three native replicas, one per source master, started together.

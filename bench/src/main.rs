@@ -160,7 +160,7 @@ fn full_sync(size_mb: u64, big_elements: u64) {
     }
 }
 
-fn used_dataset(c: &mut redis::Connection) -> u64 {
+pub(crate) fn used_dataset(c: &mut redis::Connection) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("memory")
         .query(c)

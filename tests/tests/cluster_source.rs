@@ -134,6 +134,21 @@ fn wait_linked(source: &RedisCluster, procs: &mut [SyncProcess], n: usize) {
     });
 }
 
+/// A 3-master source cluster (a replica each) under the sharded workload, `ops` writes in,
+/// and one replicant following all of it into `target_url`, its three streams up.
+fn whole_cluster(target_url: &str, ops: u64) -> (RedisCluster, ShardedWorkload, Vec<SyncProcess>) {
+    let source = source_cluster();
+    let workload = ShardedWorkload::start(urls(&source), RATE);
+    workload
+        .wait_for_ops(ops, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut procs = vec![SyncProcess::start(&source.masters()[0].url(), target_url)];
+    wait_until(&mut procs, "every shard to follow its stream", |p| {
+        p[0].log().matches(STREAMING).count() == 3
+    });
+    (source, workload, procs)
+}
+
 /// `args` on the admin port `admin`, its answer as text.
 fn admin_call(admin: &str, args: &[&str]) -> String {
     let mut con = redis::Client::open(format!("redis://{admin}"))
@@ -529,19 +544,8 @@ fn check_covers_every_master_shard() {
 #[test]
 fn a_flushall_of_one_shard_removes_only_its_keys() {
     let _guard = heavy_test_guard();
-    let source = source_cluster();
     let target = RedisServer::start();
-    let workload = ShardedWorkload::start(urls(&source), RATE);
-    workload
-        .wait_for_ops(2_000, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut procs = vec![SyncProcess::start(
-        &source.masters()[0].url(),
-        &target.url(),
-    )];
-    wait_until(&mut procs, "every shard to follow its stream", |p| {
-        p[0].log().matches(STREAMING).count() == 3
-    });
+    let (source, workload, mut procs) = whole_cluster(&target.url(), 2_000);
     let until = workload.ops() + 1_000;
     workload
         .wait_for_ops(until, TIMEOUT)
@@ -571,19 +575,8 @@ fn a_flushall_of_one_shard_removes_only_its_keys() {
 #[test]
 fn a_reshard_of_the_source_loses_no_key_and_brings_none_back() {
     let _guard = heavy_test_guard();
-    let source = source_cluster();
     let target = RedisServer::start();
-    let workload = ShardedWorkload::start(urls(&source), RATE);
-    workload
-        .wait_for_ops(3_000, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut procs = vec![SyncProcess::start(
-        &source.masters()[0].url(),
-        &target.url(),
-    )];
-    wait_until(&mut procs, "every shard to follow its stream", |p| {
-        p[0].log().matches(STREAMING).count() == 3
-    });
+    let (source, workload, mut procs) = whole_cluster(&target.url(), 3_000);
     let until = workload.ops() + 1_000;
     workload
         .wait_for_ops(until, TIMEOUT)
@@ -614,19 +607,8 @@ fn a_reshard_of_the_source_loses_no_key_and_brings_none_back() {
 #[test]
 fn a_shard_that_must_be_copied_again_is_copied_alone() {
     let _guard = heavy_test_guard();
-    let source = source_cluster();
     let target = RedisServer::start();
-    let workload = ShardedWorkload::start(urls(&source), RATE);
-    workload
-        .wait_for_ops(2_000, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut procs = vec![SyncProcess::start(
-        &source.masters()[0].url(),
-        &target.url(),
-    )];
-    wait_until(&mut procs, "every shard to follow its stream", |p| {
-        p[0].log().matches(STREAMING).count() == 3
-    });
+    let (source, workload, mut procs) = whole_cluster(&target.url(), 2_000);
     workload.stop();
     let shard = source.masters()[2];
     let mut con = shard.client();

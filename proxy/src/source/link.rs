@@ -237,18 +237,8 @@ impl Link {
                 return Ok(());
             };
             run.checkpoint.position.set_replid(&self.resync.replid);
+            // Handed over with the stream's first batch, before anything of the stream.
             run.pipeline.push(Op::Mark(self.resync.offset));
-            let mut feed = LinkFeed {
-                spool: &mut self.spool,
-                tx,
-                stop: &stop,
-                status: &run.status,
-                snapshot_len: None,
-                shard_slots: None,
-                timeout: self.cfg.connect_timeout,
-                migrations: None,
-            };
-            run.pipeline.flush(&mut feed).await.map_err(drive_error)?;
             tracing::info!(
                 offset = self.resync.offset,
                 "snapshot read; following the replication stream"
