@@ -149,6 +149,14 @@ fn whole_cluster(target_url: &str, ops: u64) -> (RedisCluster, ShardedWorkload, 
     (source, workload, procs)
 }
 
+/// Waits until the workload has done `n` writes more than now.
+fn more_writes(workload: &ShardedWorkload, n: u64) {
+    let until = workload.ops() + n;
+    workload
+        .wait_for_ops(until, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// `args` on the admin port `admin`, its answer as text.
 fn admin_call(admin: &str, args: &[&str]) -> String {
     let mut con = redis::Client::open(format!("redis://{admin}"))
@@ -192,10 +200,7 @@ fn three_shards_into_a_cluster_and_from_replicas_into_a_standalone_server() {
         &["--source-read-from".into(), "replica".into()],
     ));
     wait_streaming(&mut procs);
-    let until = workload.ops() + 4_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 4_000);
     workload.stop();
     barrier_all(&source, &mut procs);
     // The replicas serve the links of `--source-read-from replica`: each has one replica.
@@ -232,10 +237,7 @@ fn failovers_of_source_shards_are_followed_with_psync() {
     let replica = source
         .replica_of(&masters[0])
         .expect("a replica of shard 0");
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     source
         .manual_failover(&replica, TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -243,10 +245,7 @@ fn failovers_of_source_shards_are_followed_with_psync() {
     let promoted = source
         .replica_of(&masters[1])
         .expect("a replica of shard 1");
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     source
         .kill_node(&masters[1])
         .unwrap_or_else(|e| panic!("{e}"));
@@ -256,10 +255,7 @@ fn failovers_of_source_shards_are_followed_with_psync() {
     source
         .wait_until_ok(TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
-    let until = workload.ops() + 2_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 2_000);
     workload.stop();
     barrier_all(&source, &mut procs);
     for addr in [&replica, &promoted] {
@@ -301,10 +297,7 @@ fn a_killed_shard_replicant_continues_with_psync_after_a_restart() {
     let state_arg = format!("{}/shard{{n}}", state.path().display());
     let mut procs = sidecars(&source, &target.url(), &["--state-dir".into(), state_arg]);
     wait_streaming(&mut procs);
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     let master = source.masters()[0].addr();
     let partial_before = barrier::info_number(
         source.node(&master).expect("live"),
@@ -313,16 +306,10 @@ fn a_killed_shard_replicant_continues_with_psync_after_a_restart() {
     );
     let killed = procs.remove(0);
     let _ = killed.kill();
-    let until = workload.ops() + 1_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_000);
     let restarted = restart(&source, &master, &target.url(), &dir(0));
     procs.insert(0, restarted);
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     workload.stop();
     barrier_all(&source, &mut procs);
     let node = source.node(&master).expect("live");
@@ -361,10 +348,7 @@ fn a_cutover_across_every_shards_admin_port_is_ready_when_all_are() {
     let mut procs = sidecars(&source, &target.url(), &[]);
     wait_streaming(&mut procs);
     let admins: Vec<String> = procs.iter_mut().map(|p| p.admin_addr(TIMEOUT)).collect();
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     let mut args: Vec<OsString> = ["cutover", "--pause-timeout", "30"]
         .into_iter()
         .map(OsString::from)
@@ -395,10 +379,7 @@ fn a_cutover_across_every_shards_admin_port_is_ready_when_all_are() {
     for a in &admins {
         resume(a);
     }
-    let until = workload.ops() + 500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("writes after the cutover: {e}"));
+    more_writes(&workload, 500);
     workload.stop();
     for p in procs {
         p.stop();
@@ -436,17 +417,11 @@ fn one_replicant_for_the_whole_cluster_follows_every_shard() {
     // A coordinated failover of one shard, under writes.
     let masters: Vec<String> = source.masters().iter().map(|m| m.addr()).collect();
     let replica = source.replica_of(&masters[2]).expect("a replica");
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     source
         .manual_failover(&replica, TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     // SIGKILL, and a restart with the same state dir.
     let partial_before: u64 = source
         .masters()
@@ -454,10 +429,7 @@ fn one_replicant_for_the_whole_cluster_follows_every_shard() {
         .map(|m| barrier::info_number(m, "stats", "sync_partial_ok"))
         .sum();
     let _ = procs.remove(0).kill();
-    let until = workload.ops() + 1_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_000);
     procs.push(start(&source));
     wait_linked(&source, &mut procs, 3);
     let partial_after: u64 = source
@@ -470,10 +442,7 @@ fn one_replicant_for_the_whole_cluster_follows_every_shard() {
         "every shard continued with PSYNC after the restart ({partial_before} → {partial_after})\n{}",
         procs[0].log_tail(30)
     );
-    let until = workload.ops() + 1_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_000);
     // The cutover on the one admin port pauses every shard's master.
     let admin = procs[0].admin_addr(TIMEOUT);
     let out = replicant::run(
@@ -546,18 +515,12 @@ fn a_flushall_of_one_shard_removes_only_its_keys() {
     let _guard = heavy_test_guard();
     let target = RedisServer::start();
     let (source, workload, mut procs) = whole_cluster(&target.url(), 2_000);
-    let until = workload.ops() + 1_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_000);
     let flushed = source.masters()[1].addr();
     let _: () = redis::cmd("FLUSHALL")
         .query(&mut source.node(&flushed).expect("live").client())
         .expect("FLUSHALL");
-    let until = workload.ops() + 1_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_000);
     workload.stop();
     barrier_links(&source, &mut procs, 3);
     assert_equal(&source, &target, "after a FLUSHALL of one shard");
@@ -577,19 +540,13 @@ fn a_reshard_of_the_source_loses_no_key_and_brings_none_back() {
     let _guard = heavy_test_guard();
     let target = RedisServer::start();
     let (source, workload, mut procs) = whole_cluster(&target.url(), 3_000);
-    let until = workload.ops() + 1_000;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_000);
     let (from, to) = (source.masters()[0].addr(), source.masters()[1].addr());
     let out = source
         .reshard(&from, &to, 1_000)
         .unwrap_or_else(|e| panic!("reshard: {e}"));
     assert!(out.contains("Moving slot"), "{out}");
-    let until = workload.ops() + 1_500;
-    workload
-        .wait_for_ops(until, TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}"));
+    more_writes(&workload, 1_500);
     workload.stop();
     barrier_links(&source, &mut procs, 3);
     assert_equal(&source, &target, "after a reshard of the source");

@@ -88,14 +88,7 @@ fn approximate_trims_with_limit_are_replayed_and_the_run_goes_on() {
         .arg("1")
         .query(&mut con)
         .expect("SET");
-    if let Err(err) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
-        sync.fail(&err);
-    }
-    let differences =
-        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
-    if !differences.is_empty() {
-        sync.fail(&compare::format_differences(&differences));
-    }
+    synced_and_equal(&source, &target, &mut sync);
     let len: u64 = redis::cmd("XLEN")
         .arg("events")
         .query(&mut target.client())
@@ -175,13 +168,18 @@ fn restores_of_a_newer_rdb_version_in_the_stream_are_planned_again() {
             .query(&mut con)
             .expect("RESTORE REPLACE");
     }
-    if let Err(err) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
+    synced_and_equal(&source, &target, &mut sync);
+    sync.stop();
+}
+
+/// The sync barrier, then the destination must equal the source (else the run's log says why).
+fn synced_and_equal(source: &RedisServer, target: &RedisServer, sync: &mut SyncProcess) {
+    if let Err(err) = barrier::wait_for_sync(source, TIMEOUT, || sync.check_running()) {
         sync.fail(&err);
     }
     let differences =
-        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
+        compare::dataset_differences_with(source, target, CompareOptions::live_replication());
     if !differences.is_empty() {
         sync.fail(&compare::format_differences(&differences));
     }
-    sync.stop();
 }
