@@ -69,6 +69,14 @@ impl Deliver for LinkFeed<'_> {
     async fn barrier(&mut self, b: Barrier) -> Result<(), SourceError> {
         let offset = match b {
             Barrier::ClearShard { offset } => offset,
+            Barrier::CrossSlot(c) => {
+                // Not cut short by a stop: a write half copied back would be half applied.
+                self.tx.apply_cross_slot(&c).await.map_err(sink_error)?;
+                if let Some(o) = c.offset {
+                    send(self.tx, vec![Op::Mark(o)], self.stop).await?;
+                }
+                return Ok(());
+            }
             Barrier::AwaitMigration { key } => {
                 let Some((m, shard)) = &self.migrations else {
                     return Ok(());

@@ -176,10 +176,13 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
     let mut pipeline = dest.pipeline();
     let Destination {
         caps,
-        sink,
+        mut sink,
         batch,
         dbs,
     } = dest;
+    if let replay::dest::Sink::Cluster(c) = &mut sink {
+        c.set_scratch_prefix(&args.heartbeat_prefix);
+    }
     let applied = sink.applied();
     if let Some((m, index)) = &migrations {
         m.register(*index, applied.clone());
@@ -341,6 +344,7 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
         split_commands = route.split_commands,
         split_transactions = route.split_transactions,
         unsplittable = route.unsplittable,
+        cross_slot = route.cross_slot,
         "sync stopped"
     );
     side_stop.cancel();

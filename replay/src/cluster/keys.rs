@@ -55,6 +55,19 @@ pub fn keys(args: &[Bytes]) -> Keys {
             Keys::At((1..n.min(3)).collect())
         }
         b"BITOP" => range(2, 1),
+        // The key to sort or search, and the one after STORE/STOREDIST.
+        b"SORT" | b"GEORADIUS" | b"GEORADIUSBYMEMBER" => {
+            let mut at = vec![1];
+            at.extend(
+                (2..n.saturating_sub(1))
+                    .filter(|&i| {
+                        args[i].eq_ignore_ascii_case(b"STORE")
+                            || args[i].eq_ignore_ascii_case(b"STOREDIST")
+                    })
+                    .map(|i| i + 1),
+            );
+            Keys::At(at)
+        }
         // Container commands: the key follows the subcommand.
         b"XGROUP" | b"XINFO" | b"OBJECT" | b"MEMORY" if n > 2 => Keys::At(vec![2]),
         b"ZUNIONSTORE" | b"ZINTERSTORE" | b"ZDIFFSTORE" => {
@@ -70,6 +83,42 @@ pub fn keys(args: &[Bytes]) -> Keys {
         _ if n > 1 => Keys::At(vec![1]),
         _ => Keys::None,
     }
+}
+
+/// The argument indexes of a SORT's `BY`/`GET` patterns that read other keys (they hold a
+/// `*`; `GET #` is the element itself, and a `BY` without `*` means "do not sort").
+pub fn sort_patterns(args: &[Bytes]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let is_sort = args
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"SORT"));
+    if !is_sort {
+        return out;
+    }
+    let mut i = 2;
+    while i < args.len() {
+        let a = &args[i];
+        if a.eq_ignore_ascii_case(b"LIMIT") {
+            i += 3;
+            continue;
+        }
+        if (a.eq_ignore_ascii_case(b"BY") || a.eq_ignore_ascii_case(b"GET"))
+            && args.get(i + 1).is_some_and(|p| p.contains(&b'*'))
+        {
+            out.push(i + 1);
+            i += 2;
+            continue;
+        }
+        if a.eq_ignore_ascii_case(b"BY")
+            || a.eq_ignore_ascii_case(b"GET")
+            || a.eq_ignore_ascii_case(b"STORE")
+        {
+            i += 2;
+            continue;
+        }
+        i += 1;
+    }
+    out
 }
 
 /// How a command can be split when its keys span slots.

@@ -41,6 +41,11 @@ impl Router {
     }
 
     /// A new slot map (the masters' order is the writers' order).
+    /// The slot map routed by.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
     pub fn set_topology(&mut self, topo: Topology) {
         self.topo = topo;
     }

@@ -10,12 +10,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use super::effect::{self, Effects, Failure, Ran};
 use super::recovery::{Recovery, Returned};
 use super::writer::{Writer, WriterConfig};
 use super::{probe, DestError, Progress};
 use crate::cluster::{NodeAddr, Router, Topology};
 use crate::cmd::{Command, Op, Route};
 use crate::net::Endpoint;
+use crate::plan::slots::CrossSlot;
 
 /// The progress of every writer of a destination (the set changes with the cluster).
 #[derive(Debug, Clone, Default)]
@@ -98,6 +102,10 @@ pub struct ClusterSink {
     template: WriterConfig,
     /// Redirections and reconnections so far.
     pub recoveries: u64,
+    /// Writes whose keys span slots, applied from their effect ([`super::effect`]).
+    effects: Effects,
+    /// How many so far.
+    pub cross_slot: u64,
 }
 
 impl ClusterSink {
@@ -117,8 +125,10 @@ impl ClusterSink {
             refused: Vec::new(),
             carry: Vec::new(),
             seed,
+            effects: Effects::new(Bytes::from_static(b"replicant:"), template.connect_timeout),
             template,
             recoveries: 0,
+            cross_slot: 0,
         };
         sink.adopt(topo).await?;
         Ok(sink)
@@ -136,6 +146,73 @@ impl ClusterSink {
         let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
         self.router.route(ops, &mut out)?;
         self.dispatch(out).await;
+        Ok(())
+    }
+
+    /// Scratch keys of writes applied from their effect are `<prefix>fx:…`.
+    pub fn set_scratch_prefix(&mut self, prefix: &str) {
+        self.effects.prefix = Bytes::from(prefix.to_string());
+    }
+
+    /// Applies a write whose keys span slots from its effect, once everything handed over
+    /// before it is applied ([`super::effect`]); what the cluster does meanwhile (MOVED, a
+    /// failover) is waited out within `--retry-errors`.
+    pub async fn apply_cross_slot(&mut self, c: &CrossSlot) -> Result<(), DestError> {
+        self.drain().await?;
+        let plan = effect::plan::plan(&c.args, &c.keys, &self.effects.prefix);
+        let deadline = Instant::now() + self.template.retry_errors;
+        let mut ran: Option<Ran> = None;
+        let mut round = 0u32;
+        loop {
+            let topo = self.router.topology().clone();
+            let step = match &ran {
+                None => self
+                    .effects
+                    .run(&self.seed, &topo, &plan, &c.args)
+                    .await
+                    .map(|r| ran = Some(r)),
+                Some(r) => {
+                    let applied = *r == Ran::Applied;
+                    match self
+                        .effects
+                        .copy_back(&self.seed, &topo, &plan, applied, &c.args)
+                        .await
+                    {
+                        Ok(()) => break,
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match step {
+                Ok(()) => continue,
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Retry(e)) => {
+                    self.effects.reset();
+                    round += 1;
+                    if Instant::now() > deadline {
+                        return Err(e);
+                    }
+                    tracing::info!(error = %e, round, "a write across slots met a changing destination cluster: reading its slot map again");
+                    tokio::time::sleep(backoff(round)).await;
+                    if let Err(e) = self.refresh().await {
+                        tracing::warn!(error = %e, round, "the destination cluster is not ready yet; retrying");
+                    }
+                }
+            }
+        }
+        self.cross_slot += 1;
+        if let Some(Ran::KeyError(reply)) = ran {
+            let (name, key) = (
+                c.args
+                    .first()
+                    .map(|n| String::from_utf8_lossy(n).to_uppercase()),
+                c.args.get(1).map(|k| crate::display::printable(k)),
+            );
+            tracing::warn!(command = name.unwrap_or_default(), key = key.unwrap_or_default(), %reply, "the destination refused a write across slots for its key");
+            if let Some((_, w)) = self.writers.first() {
+                w.progress().key_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! window and reports, through [`Progress`], which source offset the destination has applied.
 
 pub mod cluster_sink;
+pub mod effect;
 pub mod queue;
 pub mod recovery;
 pub mod reply;

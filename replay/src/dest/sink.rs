@@ -11,6 +11,7 @@ use super::{Closed, DestError};
 use crate::cluster::RouteError;
 use crate::cmd::Op;
 use crate::net::Endpoint;
+use crate::plan::slots::CrossSlot;
 
 /// Why a batch could not be handed over.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,17 @@ impl Sink {
         match self {
             Sink::Single(s) => s.drain().await,
             Sink::Cluster(c) => Ok(c.drain().await?),
+        }
+    }
+
+    /// Applies a write whose keys span slots of a cluster destination from its effect, once
+    /// everything before it is applied.
+    pub async fn apply_cross_slot(&mut self, c: &CrossSlot) -> Result<(), SinkError> {
+        match self {
+            Sink::Single(_) => Err(SinkError::Dest(DestError::Unsupported(
+                "a write planned for a cluster reached a standalone destination".into(),
+            ))),
+            Sink::Cluster(s) => Ok(s.apply_cross_slot(c).await?),
         }
     }
 

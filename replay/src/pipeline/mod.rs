@@ -23,7 +23,7 @@ pub use snapshot::SnapshotStage;
 pub use stream::{StreamError, StreamStage};
 
 use crate::cmd::Op;
-use crate::plan::slots::{SlotError, SlotPlanner, SlotStats};
+use crate::plan::slots::{CrossSlot, SlotError, SlotPlanner, SlotStats};
 use crate::rdb::RdbError;
 
 /// Why a stage could not plan its bytes.
@@ -63,6 +63,9 @@ pub enum Barrier {
     /// from has applied its `DEL` of the key, so that the destination sees the old shard's
     /// writes to it, then its deletion, then the new shard's copy and writes.
     AwaitMigration { key: bytes::Bytes },
+    /// A write whose keys span slots of a cluster destination and which no split keeps
+    /// faithful: the sink applies it from its effect; the stream is then at its offset.
+    CrossSlot(CrossSlot),
 }
 
 /// A parser and its planner: takes bytes from the front of a buffer, appends ops to a batch.
@@ -128,22 +131,33 @@ impl Pipeline {
         self.slots.as_ref().map(|s| &s.stats)
     }
 
-    /// Hands over what the batch holds, planned by the later stages.
+    /// Hands over what the batch holds, planned by the later stages; a write the slot planner
+    /// stops at goes to the feed as a [`Barrier::CrossSlot`] once what came before it is
+    /// handed over, and the rest is planned after it.
     pub async fn flush<D: Deliver>(&mut self, to: &mut D) -> Result<(), DriveError<D::Error>> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let ops = self.batch.take();
-        let ops = match self.slots.as_mut() {
-            None => ops,
-            Some(p) => {
-                let mut planned = Vec::with_capacity(ops.len() + 8);
-                p.plan(ops, &mut planned)
-                    .map_err(|e| DriveError::Plan(e.into()))?;
-                planned
-            }
+        let mut ops = self.batch.take();
+        let Some(p) = self.slots.as_mut() else {
+            return to.deliver(ops).await.map_err(DriveError::Feed);
         };
-        to.deliver(ops).await.map_err(DriveError::Feed)
+        loop {
+            let mut planned = Vec::with_capacity(ops.len() + 8);
+            let cross = p
+                .plan(std::mem::take(&mut ops), &mut planned)
+                .map_err(|e| DriveError::Plan(e.into()))?;
+            if !planned.is_empty() {
+                to.deliver(planned).await.map_err(DriveError::Feed)?;
+            }
+            match cross {
+                None => return Ok(()),
+                Some(c) => to
+                    .barrier(Barrier::CrossSlot(c))
+                    .await
+                    .map_err(DriveError::Feed)?,
+            }
+        }
     }
 
     /// Runs `stage` over what `feed` brings until the input ends (`Ok(true)`; everything

@@ -4,10 +4,15 @@
 //! where that keeps their meaning, and MULTI/EXEC kept a transaction when its keys share a
 //! slot (else applied command by command, and counted). Every command leaves with its
 //! [`Route`]; the cluster sink's router only maps a slot to the master that owns it now.
+//! A write that spans slots and cannot be split (RENAME, SUNIONSTORE, a SORT whose patterns
+//! read other keys…) stops the plan as a [`CrossSlot`]: the caller applies everything planned
+//! before it, has the sink apply it from its effect, then plans on.
 //!
 //! It holds the state of one source stream (the selected db, a transaction being collected),
 //! so each pipeline has its own; it must not know the destination's slot map (that changes
 //! under it, and belongs to the sink). Pure: no I/O.
+
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -49,6 +54,19 @@ pub struct SlotStats {
     pub split_transactions: u64,
     /// Commands that could not be applied faithfully (logged with their keys).
     pub unsplittable: u64,
+    /// Writes whose keys span slots, applied from their effect.
+    pub cross_slot: u64,
+}
+
+/// A write whose keys span slots, to be applied from its effect (see
+/// [`crate::dest::effect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossSlot {
+    pub args: Vec<Bytes>,
+    /// The argument indexes of its keys.
+    pub keys: Vec<usize>,
+    /// The source offset it completes, if any.
+    pub offset: Option<u64>,
 }
 
 /// A write the planner refuses to pass (stops the run).
@@ -68,6 +86,9 @@ pub struct SlotPlanner {
     db: u64,
     /// A transaction being collected (after MULTI, until EXEC).
     tx: Option<Vec<Command>>,
+    /// Ops not planned yet: the rest of a batch after a [`CrossSlot`], and the commands of a
+    /// transaction that spans slots (planned one by one).
+    pending: VecDeque<Op>,
     pub stats: SlotStats,
 }
 
@@ -77,23 +98,35 @@ impl SlotPlanner {
             dbs,
             db: 0,
             tx: None,
+            pending: VecDeque::new(),
             stats: SlotStats::default(),
         }
     }
 
     /// Plans a batch in order: every command in `out` has its route. Marks pass as they are,
-    /// except inside a transaction being collected (its EXEC carries the offset).
-    pub fn plan(&mut self, ops: Vec<Op>, out: &mut Vec<Op>) -> Result<(), SlotError> {
-        for op in ops {
+    /// except inside a transaction being collected (its EXEC carries the offset). Stops at a
+    /// write that must be applied from its effect, and returns it: everything in `out` comes
+    /// before it; call again (with more ops, or none) to plan what follows it.
+    pub fn plan(
+        &mut self,
+        ops: Vec<Op>,
+        out: &mut Vec<Op>,
+    ) -> Result<Option<CrossSlot>, SlotError> {
+        self.pending.extend(ops);
+        while let Some(op) = self.pending.pop_front() {
             match op {
                 Op::Mark(o) => out.push(Op::Mark(o)),
-                Op::Cmd(c) => self.command(c, out)?,
+                Op::Cmd(c) => {
+                    if let Some(x) = self.command(c, out)? {
+                        return Ok(Some(x));
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn command(&mut self, cmd: Command, out: &mut Vec<Op>) -> Result<(), SlotError> {
+    fn command(&mut self, cmd: Command, out: &mut Vec<Op>) -> Result<Option<CrossSlot>, SlotError> {
         let args = peek_args(cmd.chunks()[0], usize::MAX);
         let name = args
             .first()
@@ -102,20 +135,28 @@ impl SlotPlanner {
         match name.as_slice() {
             b"MULTI" => {
                 self.tx = Some(Vec::new());
-                return Ok(());
+                return Ok(None);
             }
-            b"EXEC" => return self.exec(cmd.offset, out),
+            b"EXEC" => {
+                self.exec(cmd.offset, out)?;
+                return Ok(None);
+            }
             _ => {}
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.push(cmd);
-            return Ok(());
+            return Ok(None);
         }
         self.single(cmd, &args, out)
     }
 
     /// Plans one command outside a transaction.
-    fn single(&mut self, cmd: Command, args: &[Bytes], out: &mut Vec<Op>) -> Result<(), SlotError> {
+    fn single(
+        &mut self,
+        cmd: Command,
+        args: &[Bytes],
+        out: &mut Vec<Op>,
+    ) -> Result<Option<CrossSlot>, SlotError> {
         match keys(args) {
             Keys::Drop => {
                 if args
@@ -133,32 +174,41 @@ impl SlotPlanner {
                 if let Some(o) = cmd.offset {
                     out.push(Op::Mark(o));
                 }
-                Ok(())
+                Ok(None)
             }
             Keys::Broadcast => {
                 self.check_db(args.get(1))?;
                 out.push(Op::Cmd(cmd.with_route(Route::All)));
-                Ok(())
+                Ok(None)
             }
             Keys::None => {
                 self.check_db(None)?;
                 out.push(Op::Cmd(cmd.with_route(Route::Any)));
-                Ok(())
+                Ok(None)
             }
             Keys::At(idx) => {
                 let keys: Vec<&Bytes> = idx.iter().filter_map(|&i| args.get(i)).collect();
                 self.check_db(keys.first().copied())?;
                 let Some(first) = keys.first() else {
                     out.push(Op::Cmd(cmd.with_route(Route::Any)));
-                    return Ok(());
+                    return Ok(None);
                 };
                 let slot = key_slot(first);
-                if keys.iter().all(|k| key_slot(k) == slot) {
+                let one_slot = keys.iter().all(|k| key_slot(k) == slot);
+                if one_slot && !reads_unnamed_keys(args) {
                     out.push(Op::Cmd(cmd.with_route(Route::Slot(slot))));
-                    return Ok(());
+                    return Ok(None);
+                }
+                if one_slot || split_kind(&args[0]) == Split::No {
+                    self.stats.cross_slot += 1;
+                    return Ok(Some(CrossSlot {
+                        args: args.to_vec(),
+                        keys: idx,
+                        offset: cmd.offset,
+                    }));
                 }
                 self.split(cmd, args, &idx, out);
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -176,26 +226,10 @@ impl SlotPlanner {
     /// A command whose keys span slots: one command per slot where that means the same.
     fn split(&mut self, cmd: Command, args: &[Bytes], idx: &[usize], out: &mut Vec<Op>) {
         let name = &args[0];
-        let per_item: usize = match split_kind(name) {
-            Split::PerKey => 1,
-            Split::Pairs => 2,
-            Split::No => {
-                self.stats.unsplittable += 1;
-                let shown: Vec<String> = idx
-                    .iter()
-                    .filter_map(|&i| args.get(i))
-                    .map(|k| printable(k))
-                    .collect();
-                tracing::warn!(
-                    command = %String::from_utf8_lossy(name).to_uppercase(),
-                    keys = %shown.join(" "),
-                    "command not applied: its keys span slots of the destination cluster and it cannot be split without changing its meaning"
-                );
-                if let Some(o) = cmd.offset {
-                    out.push(Op::Mark(o));
-                }
-                return;
-            }
+        let per_item: usize = if split_kind(name) == Split::Pairs {
+            2
+        } else {
+            1
         };
         self.stats.split_commands += 1;
         // Group the items by slot, keeping their order.
@@ -241,6 +275,9 @@ impl SlotPlanner {
                 Keys::Drop => {}
                 Keys::Broadcast | Keys::None => one_slot = false,
                 Keys::At(idx) => {
+                    if reads_unnamed_keys(&args) {
+                        one_slot = false;
+                    }
                     for k in idx.iter().filter_map(|&i| args.get(i)) {
                         let s = key_slot(k);
                         if *slot.get_or_insert(s) != s {
@@ -278,15 +315,22 @@ impl SlotPlanner {
                 "a MULTI/EXEC spans slots of the destination cluster: applied command by command"
             );
         }
-        for c in cmds {
-            let args = peek_args(c.chunks()[0], usize::MAX);
-            self.single(c, &args, out)?;
-        }
+        // Planned one by one next (any of them may have to be applied from its effect), before
+        // what followed the EXEC.
         if let Some(o) = offset {
-            out.push(Op::Mark(o));
+            self.pending.push_front(Op::Mark(o));
+        }
+        for c in cmds.into_iter().rev() {
+            self.pending.push_front(Op::Cmd(c));
         }
         Ok(())
     }
+}
+
+/// Whether a write reads keys its arguments do not name (a SORT whose BY/GET patterns make
+/// key names from the elements): those keys may be anywhere in a cluster.
+fn reads_unnamed_keys(args: &[Bytes]) -> bool {
+    !crate::cluster::keys::sort_patterns(args).is_empty()
 }
 
 #[cfg(test)]
@@ -402,7 +446,6 @@ mod tests {
                 cmd("FLUSHALL"),
                 Op::Cmd(Command::new(&["SELECT", "0"]).with_offset(3)),
                 cmd("PUBLISH ch m"),
-                cmd("RENAME foo bar"),
             ],
             &mut out,
         )
@@ -411,7 +454,6 @@ mod tests {
             shown(&out),
             vec!["FLUSHALL [All]", "@3", "PUBLISH ch m [Any]"]
         );
-        assert_eq!(p.stats.unsplittable, 1);
         let err = p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out);
         assert!(matches!(err, Err(SlotError::UnmappedDb { db: 5, .. })));
         let mut p = SlotPlanner::new(DbMap {
@@ -419,5 +461,84 @@ mod tests {
         });
         p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out)
             .expect("mapped");
+    }
+
+    /// Each string as one argument list.
+    fn words(s: &str) -> Vec<Bytes> {
+        s.split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn writes_across_slots_stop_the_plan_in_order() {
+        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut out = Vec::new();
+        let cross = p
+            .plan(
+                vec![
+                    cmd("SET foo 1"),
+                    Op::Cmd(Command::new(&["RENAME", "foo", "bar"]).with_offset(20)),
+                    cmd("SET bar 2"),
+                    Op::Mark(30),
+                ],
+                &mut out,
+            )
+            .expect("plans");
+        assert_eq!(shown(&out), vec!["SET foo 1 [12182]"]);
+        assert_eq!(
+            cross,
+            Some(CrossSlot {
+                args: words("RENAME foo bar"),
+                keys: vec![1, 2],
+                offset: Some(20)
+            })
+        );
+        let mut out = Vec::new();
+        assert_eq!(p.plan(Vec::new(), &mut out).expect("plans"), None);
+        assert_eq!(shown(&out), vec!["SET bar 2 [5061]", "@30"]);
+        assert_eq!((p.stats.cross_slot, p.stats.unsplittable), (1, 0));
+        // Keys in one slot, but a SORT pattern reads keys anywhere.
+        let c = p
+            .plan(vec![cmd("SORT {a}l BY w_* STORE {a}d")], &mut out)
+            .expect("plans");
+        assert_eq!(c.map(|c| c.keys), Some(vec![1, 5]));
+        let c = p
+            .plan(vec![cmd("SORT {a}l BY nosort STORE {a}d")], &mut out)
+            .expect("plans");
+        assert_eq!(c, None);
+    }
+
+    #[test]
+    fn a_transaction_across_slots_stops_at_each_such_write() {
+        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut out = Vec::new();
+        let mut exec = Command::new(&["EXEC"]);
+        exec.offset = Some(9);
+        let cross = p
+            .plan(
+                vec![
+                    cmd("MULTI"),
+                    cmd("INCR foo"),
+                    cmd("SMOVE foo bar m"),
+                    cmd("INCR bar"),
+                    Op::Cmd(exec),
+                    cmd("SET after 1"),
+                ],
+                &mut out,
+            )
+            .expect("plans");
+        assert_eq!(shown(&out), vec!["INCR foo [12182]"]);
+        assert_eq!(cross.map(|c| c.args), Some(words("SMOVE foo bar m")));
+        let mut out = Vec::new();
+        assert_eq!(p.plan(Vec::new(), &mut out).expect("plans"), None);
+        assert_eq!(
+            shown(&out),
+            vec![
+                "INCR bar [5061]",
+                "@9",
+                &format!("SET after 1 [{}]", key_slot(b"after"))
+            ]
+        );
     }
 }
