@@ -2,7 +2,10 @@
 //! the commands go to — one writer for a standalone server, or a router and one writer per
 //! master for a cluster.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use replay::cluster::commands::CommandTable;
 
 use replay::cluster::Router;
 use replay::dest::{self, ClusterSink, DestError, SingleSink, Sink, WriterConfig};
@@ -41,15 +44,20 @@ pub struct Destination {
     pub caps: Caps,
     pub sink: Sink,
     pub batch: BatchLimits,
-    /// The source dbs the destination takes (cluster destinations only).
-    pub dbs: Option<DbMap>,
+    /// The source dbs the destination takes, and its command table (cluster destinations
+    /// only).
+    pub dbs: Option<(DbMap, Arc<CommandTable>)>,
 }
 
 impl Destination {
     /// A pipeline for one source stream into this destination (with the slot planner when it
     /// is a cluster).
     pub fn pipeline(&self) -> Pipeline {
-        Pipeline::new(self.dbs.clone().map(SlotPlanner::new))
+        Pipeline::new(
+            self.dbs
+                .clone()
+                .map(|(dbs, table)| SlotPlanner::new(dbs, table)),
+        )
     }
 }
 
@@ -127,7 +135,10 @@ pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination,
         });
     };
     let dbs = db_map(a)?;
-    tracing::info!(target = %ep, version = ?caps.version, masters = topo.masters.len(), tls = ep.tls.is_some(), "destination is a Redis Cluster");
+    let table = target
+        .commands
+        .ok_or_else(|| Fatal::target("a cluster destination without its command table"))?;
+    tracing::info!(target = %ep, version = ?caps.version, masters = topo.masters.len(), commands = table.len(), tls = ep.tls.is_some(), "destination is a Redis Cluster");
     let router = Router::new(topo.clone());
     let sink = ClusterSink::open(topo, router, ep.clone(), config(ep))
         .await
@@ -136,7 +147,7 @@ pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination,
         caps,
         sink: Sink::Cluster(Box::new(sink)),
         batch,
-        dbs: Some(dbs),
+        dbs: Some((dbs, table)),
     })
 }
 

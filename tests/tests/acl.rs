@@ -166,6 +166,7 @@ const NOT_EXERCISED: &[&str] = &[
     "+set",
     "+cluster|shards",
     "+cluster|slots",
+    "+command",
 ];
 
 /// Whether `rule` is a permission (rather than `on`, the password, or a reset).

@@ -188,7 +188,7 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
         m.register(*index, applied.clone());
     }
     if let Some(dbs) = &dbs {
-        if let Err(e) = check_source_dbs(&info, dbs) {
+        if let Err(e) = check_source_dbs(&info, &dbs.0) {
             sink.abort();
             return Err(e);
         }

@@ -3,6 +3,7 @@
 //! slot ([`route`]); a source's nodes, shards and roles ([`nodes`]). All pure; the connections
 //! are the `dest` writers (one per master) and the source link.
 
+pub mod commands;
 pub mod keys;
 pub mod nodes;
 pub mod route;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::effect::{self, Effects, Failure, Ran};
+use super::effect::{Effects, Failure, Ran, Stage};
 use super::recovery::{Recovery, Returned};
 use super::writer::{Writer, WriterConfig};
 use super::{probe, DestError, Progress};
@@ -159,32 +159,16 @@ impl ClusterSink {
     /// failover) is waited out within `--retry-errors`.
     pub async fn apply_cross_slot(&mut self, c: &CrossSlot) -> Result<(), DestError> {
         self.drain().await?;
-        let plan = effect::plan::plan(&c.args, &c.keys, &self.effects.prefix);
         let deadline = Instant::now() + self.template.retry_errors;
-        let mut ran: Option<Ran> = None;
+        let mut stage = Stage::Keys;
         let mut round = 0u32;
-        loop {
+        let ran = loop {
+            if let Stage::Done(r) = &stage {
+                break r.clone();
+            }
             let topo = self.router.topology().clone();
-            let step = match &ran {
-                None => self
-                    .effects
-                    .run(&self.seed, &topo, &plan, &c.args)
-                    .await
-                    .map(|r| ran = Some(r)),
-                Some(r) => {
-                    let applied = *r == Ran::Applied;
-                    match self
-                        .effects
-                        .copy_back(&self.seed, &topo, &plan, applied, &c.args)
-                        .await
-                    {
-                        Ok(()) => break,
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            match step {
-                Ok(()) => continue,
+            match self.effects.step(&self.seed, &topo, c, &mut stage).await {
+                Ok(()) => {}
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(e)) => {
                     self.effects.reset();
@@ -199,9 +183,9 @@ impl ClusterSink {
                     }
                 }
             }
-        }
+        };
         self.cross_slot += 1;
-        if let Some(Ran::KeyError(reply)) = ran {
+        if let Ran::KeyError(reply) = ran {
             let (name, key) = (
                 c.args
                     .first()

@@ -21,6 +21,7 @@ pub use single_sink::SingleSink;
 pub use sink::{Sink, SinkError};
 pub use writer::{Writer, WriterConfig};
 
+use crate::cluster::commands::CommandTable;
 use crate::cluster::topology::{self, Topology};
 use crate::net::{connect_and_auth, ConnectError, Endpoint};
 use crate::plan::caps::info_field;
@@ -99,6 +100,8 @@ pub struct Target {
     pub caps: Caps,
     /// The slot map, when the destination is a Redis Cluster.
     pub cluster: Option<Topology>,
+    /// Its command table (cluster destinations: where each command's keys are).
+    pub commands: Option<std::sync::Arc<CommandTable>>,
 }
 
 /// Connects to the destination and reads its capabilities, and its slot map if it is a
@@ -119,6 +122,7 @@ pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<Target, DestError
         return Ok(Target {
             caps,
             cluster: None,
+            commands: None,
         });
     }
     let shards = conn.call(&["CLUSTER", "SHARDS"]).await?;
@@ -142,8 +146,18 @@ pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<Target, DestError
             topo.unassigned()
         )));
     }
+    let table = conn.call(&["COMMAND"]).await?;
+    if let Some(e) = frame_error(&table) {
+        return Err(DestError::Refused {
+            cmd: "COMMAND (the key positions of every command, for routing)".into(),
+            key: None,
+            reply: e,
+        });
+    }
+    let commands = CommandTable::from_reply(&table).map_err(DestError::Unsupported)?;
     Ok(Target {
         caps,
         cluster: Some(topo),
+        commands: Some(std::sync::Arc::new(commands)),
     })
 }

@@ -16,7 +16,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::cluster::keys::{keys, split_kind, Keys, Split};
+use std::sync::Arc;
+
+use crate::cluster::commands::{CommandTable, Lookup};
+use crate::cluster::keys::{split_kind, Keys, Split};
 use crate::cluster::slot::key_slot;
 use crate::cmd::{Command, Encoder, Op, Route};
 use crate::display::printable;
@@ -63,8 +66,13 @@ pub struct SlotStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrossSlot {
     pub args: Vec<Bytes>,
-    /// The argument indexes of its keys.
+    /// The argument indexes of its keys; none when the destination's table cannot tell and
+    /// the sink must ask it (`COMMAND GETKEYS`).
     pub keys: Vec<usize>,
+    /// Those of `keys` the command only reads.
+    pub read_only: Vec<usize>,
+    /// The keys are to be asked of the destination.
+    pub ask_keys: bool,
     /// The source offset it completes, if any.
     pub offset: Option<u64>,
 }
@@ -76,12 +84,18 @@ pub enum SlotError {
         "a write to source db {db} (key {key}): a Redis Cluster has only db 0; map it with --db-map {db}:0 or --all-dbs-to 0"
     )]
     UnmappedDb { db: u64, key: String },
+    #[error(
+        "the destination cluster does not know the command {name} (it is not in its COMMAND table), so its keys cannot be routed: load the same modules and version of commands as the source"
+    )]
+    UnknownCommand { name: String },
 }
 
 /// See the module documentation.
 #[derive(Debug)]
 pub struct SlotPlanner {
     dbs: DbMap,
+    /// The destination's command table: where each command's keys are.
+    table: Arc<CommandTable>,
     /// The source's selected db.
     db: u64,
     /// A transaction being collected (after MULTI, until EXEC).
@@ -93,9 +107,10 @@ pub struct SlotPlanner {
 }
 
 impl SlotPlanner {
-    pub fn new(dbs: DbMap) -> Self {
+    pub fn new(dbs: DbMap, table: Arc<CommandTable>) -> Self {
         SlotPlanner {
             dbs,
+            table,
             db: 0,
             tx: None,
             pending: VecDeque::new(),
@@ -157,7 +172,30 @@ impl SlotPlanner {
         args: &[Bytes],
         out: &mut Vec<Op>,
     ) -> Result<Option<CrossSlot>, SlotError> {
-        match keys(args) {
+        let (lookup, found) = self.table.lookup(args);
+        let keys = match lookup {
+            Lookup::Keys(k) => k,
+            Lookup::Unknown => {
+                return Err(SlotError::UnknownCommand {
+                    name: args
+                        .first()
+                        .map(|n| printable(&n.to_ascii_uppercase()))
+                        .unwrap_or_default(),
+                })
+            }
+            Lookup::AskServer => {
+                self.check_db(args.get(1))?;
+                self.stats.cross_slot += 1;
+                return Ok(Some(CrossSlot {
+                    args: args.to_vec(),
+                    keys: Vec::new(),
+                    read_only: Vec::new(),
+                    ask_keys: true,
+                    offset: cmd.offset,
+                }));
+            }
+        };
+        match keys {
             Keys::Drop => {
                 if args
                     .first()
@@ -204,6 +242,8 @@ impl SlotPlanner {
                     return Ok(Some(CrossSlot {
                         args: args.to_vec(),
                         keys: idx,
+                        read_only: found.read_only,
+                        ask_keys: false,
                         offset: cmd.offset,
                     }));
                 }
@@ -271,10 +311,12 @@ impl SlotPlanner {
         let mut one_slot = true;
         for c in &cmds {
             let args = peek_args(c.chunks()[0], usize::MAX);
-            match keys(&args) {
-                Keys::Drop => {}
-                Keys::Broadcast | Keys::None => one_slot = false,
-                Keys::At(idx) => {
+            match self.table.lookup(&args).0 {
+                Lookup::Keys(Keys::Drop) => {}
+                Lookup::Keys(Keys::Broadcast | Keys::None)
+                | Lookup::AskServer
+                | Lookup::Unknown => one_slot = false,
+                Lookup::Keys(Keys::At(idx)) => {
                     if reads_unnamed_keys(&args) {
                         one_slot = false;
                     }
@@ -294,7 +336,7 @@ impl SlotPlanner {
                 let mut block = vec![Op::Cmd(Command::new(&["MULTI"]).with_route(route))];
                 for c in cmds {
                     let args = peek_args(c.chunks()[0], usize::MAX);
-                    if keys(&args) == Keys::Drop {
+                    if self.table.lookup(&args).0 == Lookup::Keys(Keys::Drop) {
                         self.single(c, &args, &mut Vec::new())?;
                         continue;
                     }
@@ -337,6 +379,10 @@ fn reads_unnamed_keys(args: &[Bytes]) -> bool {
 mod tests {
     use super::*;
 
+    fn planner(dbs: DbMap) -> SlotPlanner {
+        SlotPlanner::new(dbs, Arc::new(CommandTable::fixture("redis-7.0.15.resp")))
+    }
+
     fn cmd(s: &str) -> Op {
         let args: Vec<&str> = s.split(' ').collect();
         Op::Cmd(Command::new(&args))
@@ -364,7 +410,7 @@ mod tests {
 
     #[test]
     fn slots_and_splits() {
-        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut p = planner(DbMap::only_zero());
         let mut out = Vec::new();
         // foo: slot 12182; bar: slot 5061.
         p.plan(
@@ -393,7 +439,7 @@ mod tests {
 
     #[test]
     fn transactions() {
-        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut p = planner(DbMap::only_zero());
         let mut out = Vec::new();
         let mut exec = Command::new(&["EXEC"]);
         exec.offset = Some(7);
@@ -439,7 +485,7 @@ mod tests {
 
     #[test]
     fn broadcasts_selects_and_refusals() {
-        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut p = planner(DbMap::only_zero());
         let mut out = Vec::new();
         p.plan(
             vec![
@@ -456,7 +502,7 @@ mod tests {
         );
         let err = p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out);
         assert!(matches!(err, Err(SlotError::UnmappedDb { db: 5, .. })));
-        let mut p = SlotPlanner::new(DbMap {
+        let mut p = planner(DbMap {
             mapped: Some(vec![0, 5]),
         });
         p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out)
@@ -472,7 +518,7 @@ mod tests {
 
     #[test]
     fn writes_across_slots_stop_the_plan_in_order() {
-        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut p = planner(DbMap::only_zero());
         let mut out = Vec::new();
         let cross = p
             .plan(
@@ -491,6 +537,8 @@ mod tests {
             Some(CrossSlot {
                 args: words("RENAME foo bar"),
                 keys: vec![1, 2],
+                read_only: Vec::new(),
+                ask_keys: false,
                 offset: Some(20)
             })
         );
@@ -498,20 +546,22 @@ mod tests {
         assert_eq!(p.plan(Vec::new(), &mut out).expect("plans"), None);
         assert_eq!(shown(&out), vec!["SET bar 2 [5061]", "@30"]);
         assert_eq!((p.stats.cross_slot, p.stats.unsplittable), (1, 0));
-        // Keys in one slot, but a SORT pattern reads keys anywhere.
+        // The table cannot place SORT's STORE key: the destination is asked.
         let c = p
             .plan(vec![cmd("SORT {a}l BY w_* STORE {a}d")], &mut out)
             .expect("plans");
-        assert_eq!(c.map(|c| c.keys), Some(vec![1, 5]));
-        let c = p
-            .plan(vec![cmd("SORT {a}l BY nosort STORE {a}d")], &mut out)
-            .expect("plans");
-        assert_eq!(c, None);
+        assert_eq!(c.map(|c| (c.keys, c.ask_keys)), Some((vec![], true)));
+        // A command the destination does not know stops the plan.
+        let err = p.plan(vec![cmd("NOSUCH.CMD k v")], &mut out);
+        assert!(
+            matches!(err, Err(SlotError::UnknownCommand { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn a_transaction_across_slots_stops_at_each_such_write() {
-        let mut p = SlotPlanner::new(DbMap::only_zero());
+        let mut p = planner(DbMap::only_zero());
         let mut out = Vec::new();
         let mut exec = Command::new(&["EXEC"]);
         exec.offset = Some(9);

@@ -29,6 +29,7 @@ use crate::cluster::slot::key_slot;
 use crate::cluster::{NodeAddr, Topology};
 use crate::display::printable;
 use crate::net::{connect_and_auth, Endpoint, Stream};
+use crate::plan::slots::CrossSlot;
 use crate::resp::{frame_error, Conn, Frame};
 
 /// Why a step did not complete.
@@ -206,8 +207,10 @@ impl Effects {
             return Ok(());
         }
         if applied {
-            for (real, scratch) in &plan.keys {
-                self.copy(seed, topo, scratch, real).await?;
+            for ((real, scratch), written) in plan.keys.iter().zip(&plan.written) {
+                if *written {
+                    self.copy(seed, topo, scratch, real).await?;
+                }
             }
         }
         let mut del = vec![b("DEL")];
@@ -314,6 +317,125 @@ impl Effects {
             Some(Frame::Array(_)) => Ok(Ran::Applied),
             Some(last) => Err(refusal("SORT … STORE (computed)", &store, last, last)),
             None => Err(fatal("SORT: no reply to EXEC".into())),
+        }
+    }
+}
+
+/// Where a write across slots stands; kept across retries, so that a retried step starts
+/// where it may.
+#[derive(Debug)]
+pub enum Stage {
+    /// Its keys are to be found.
+    Keys,
+    /// Its keys are known: copy them in and run it on the copies.
+    Run(EffectPlan),
+    /// It ran on the copies: copy the results back.
+    Back(EffectPlan, Ran),
+    Done(Ran),
+}
+
+impl Effects {
+    /// Takes `stage` one step on; on failure it stays where it was.
+    pub async fn step(
+        &mut self,
+        seed: &Endpoint,
+        topo: &Topology,
+        c: &CrossSlot,
+        stage: &mut Stage,
+    ) -> Result<(), Failure> {
+        let next = match stage {
+            Stage::Keys => {
+                let (at, read_only) = if c.ask_keys {
+                    (self.getkeys(seed, topo, &c.args).await?, Vec::new())
+                } else {
+                    (c.keys.clone(), c.read_only.clone())
+                };
+                let slots: Vec<u16> = at
+                    .iter()
+                    .filter_map(|&i| c.args.get(i))
+                    .map(|k| key_slot(k))
+                    .collect();
+                let one_slot = slots.windows(2).all(|w| w[0] == w[1]);
+                if one_slot && crate::cluster::keys::sort_patterns(&c.args).is_empty() {
+                    // Its keys share a slot after all (or it has none): it goes as it is.
+                    let slot = slots.first().copied().unwrap_or(0);
+                    Stage::Done(self.direct(seed, topo, slot, &c.args).await?)
+                } else {
+                    Stage::Run(plan::plan(&c.args, &at, &read_only, &self.prefix))
+                }
+            }
+            Stage::Run(p) => {
+                let ran = self.run(seed, topo, p, &c.args).await?;
+                Stage::Back(p.clone(), ran)
+            }
+            Stage::Back(p, ran) => {
+                let applied = *ran == Ran::Applied;
+                self.copy_back(seed, topo, p, applied, &c.args).await?;
+                Stage::Done(ran.clone())
+            }
+            Stage::Done(_) => return Ok(()),
+        };
+        *stage = next;
+        Ok(())
+    }
+
+    /// The argument indexes of the keys of `args`, as the destination finds them
+    /// (`COMMAND GETKEYS`): each key it names is the first argument not taken yet with
+    /// those bytes.
+    async fn getkeys(
+        &mut self,
+        seed: &Endpoint,
+        topo: &Topology,
+        args: &[Bytes],
+    ) -> Result<Vec<usize>, Failure> {
+        let mut cmd = vec![b("COMMAND"), b("GETKEYS")];
+        cmd.extend(args.iter().cloned());
+        let r = self.call(seed, topo, 0, &[cmd]).await?;
+        let names = match &r[0] {
+            Frame::Array(a) => a.clone(),
+            Frame::Error(e) if e.contains("no key arguments") => Vec::new(),
+            other => {
+                return Err(Failure::Fatal(DestError::Refused {
+                    cmd: format!(
+                        "COMMAND GETKEYS {} (its keys cannot be found, so it cannot be routed)",
+                        args.first().map(|n| printable(n)).unwrap_or_default()
+                    ),
+                    key: None,
+                    reply: crate::resp::frame_text(other),
+                }))
+            }
+        };
+        let mut at: Vec<usize> = Vec::new();
+        for n in names {
+            let Frame::BulkString(n) = n else { continue };
+            match (1..args.len()).find(|i| args[*i] == n && !at.contains(i)) {
+                Some(i) => at.push(i),
+                None => {
+                    return Err(Failure::Fatal(DestError::Unsupported(format!(
+                        "COMMAND GETKEYS named the key {} that is not an argument of {}",
+                        printable(&n),
+                        args.first().map(|n| printable(n)).unwrap_or_default()
+                    ))))
+                }
+            }
+        }
+        Ok(at)
+    }
+
+    /// Sends a write whose keys share `slot` to that slot's master as it is.
+    async fn direct(
+        &mut self,
+        seed: &Endpoint,
+        topo: &Topology,
+        slot: u16,
+        args: &[Bytes],
+    ) -> Result<Ran, Failure> {
+        let r = self.call(seed, topo, slot, &[args.to_vec()]).await?;
+        match frame_error(&r[0]) {
+            None => Ok(Ran::Applied),
+            Some(e) if retry_code(&e) => Err(Failure::Retry(refused(args, &e))),
+            Some(e) if classify_error(&e) == Action::PerKey => Ok(Ran::KeyError(e)),
+            Some(e) => Err(Failure::Fatal(refused(args, &e))),
         }
     }
 }

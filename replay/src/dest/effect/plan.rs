@@ -18,6 +18,8 @@ pub struct EffectPlan {
     pub slot: u16,
     /// Each distinct key the command names, with its scratch name, in order of first use.
     pub keys: Vec<(Bytes, Bytes)>,
+    /// For each of `keys`, whether the command may change it (copied back after it ran).
+    pub written: Vec<bool>,
     /// The command as it runs on the scratch slot's master.
     pub command: Vec<Bytes>,
 }
@@ -43,8 +45,9 @@ pub fn tag_for_slot(slot: u16) -> &'static str {
     &tags[usize::from(slot) % SLOTS]
 }
 
-/// Plans `args` (whose keys are at `key_at`) for the scratch keys `<prefix>fx:{tag}:<n>`.
-pub fn plan(args: &[Bytes], key_at: &[usize], prefix: &[u8]) -> EffectPlan {
+/// Plans `args` (whose keys are at `key_at`, of which those at `read_only` are only read) for
+/// the scratch keys `<prefix>fx:{tag}:<n>`.
+pub fn plan(args: &[Bytes], key_at: &[usize], read_only: &[usize], prefix: &[u8]) -> EffectPlan {
     let slot = key_at
         .first()
         .and_then(|&i| args.get(i))
@@ -52,14 +55,20 @@ pub fn plan(args: &[Bytes], key_at: &[usize], prefix: &[u8]) -> EffectPlan {
     let tag = tag_for_slot(slot);
     let scratch = |n: usize| Bytes::from([prefix, format!("fx:{{{tag}}}:{n}").as_bytes()].concat());
     let mut keys: Vec<(Bytes, Bytes)> = Vec::new();
+    let mut written: Vec<bool> = Vec::new();
     let mut command = args.to_vec();
     for &i in key_at {
         let Some(real) = args.get(i) else { continue };
-        let name = match keys.iter().find(|(k, _)| k == real) {
-            Some((_, s)) => s.clone(),
+        let writes = !read_only.contains(&i);
+        let name = match keys.iter().position(|(k, _)| k == real) {
+            Some(n) => {
+                written[n] |= writes;
+                keys[n].1.clone()
+            }
             None => {
                 let s = scratch(keys.len());
                 keys.push((real.clone(), s.clone()));
+                written.push(writes);
                 s
             }
         };
@@ -68,6 +77,7 @@ pub fn plan(args: &[Bytes], key_at: &[usize], prefix: &[u8]) -> EffectPlan {
     EffectPlan {
         slot,
         keys,
+        written,
         command,
     }
 }
@@ -110,7 +120,7 @@ mod tests {
 
     #[test]
     fn keys_become_scratch_keys_in_one_slot() {
-        let p = plan(&args("RENAME foo bar"), &[1, 2], b"r:");
+        let p = plan(&args("RENAME foo bar"), &[1, 2], &[], b"r:");
         let tag = tag_for_slot(key_slot(b"foo"));
         assert_eq!(p.slot, key_slot(b"foo"));
         assert_eq!(
@@ -119,9 +129,11 @@ mod tests {
         );
         assert!(p.keys.iter().all(|(_, s)| key_slot(s) == p.slot));
         // A key named twice has one scratch copy.
-        let p = plan(&args("SUNIONSTORE d d x"), &[1, 2, 3], b"r:");
+        let p = plan(&args("SUNIONSTORE d d x"), &[1, 2, 3], &[2, 3], b"r:");
         assert_eq!(p.keys.len(), 2);
         assert_eq!(p.command[1], p.command[2]);
+        // d is written (as the destination) though also read; x is only read.
+        assert_eq!(p.written, vec![true, false]);
     }
 
     #[test]
