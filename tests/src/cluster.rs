@@ -54,6 +54,7 @@ pub struct RedisClusterBuilder {
     password: Option<String>,
     config: Vec<(String, String)>,
     tls: Option<ServerTls>,
+    binary: Option<std::path::PathBuf>,
 }
 
 impl RedisCluster {
@@ -66,6 +67,7 @@ impl RedisCluster {
             password: None,
             config: Vec::new(),
             tls: None,
+            binary: None,
         }
     }
 
@@ -278,6 +280,13 @@ impl RedisClusterBuilder {
         self
     }
 
+    /// Runs this server binary on every node (another version: see
+    /// [`server::other_server`]).
+    pub fn binary(mut self, path: &std::path::Path) -> Self {
+        self.binary = Some(path.to_path_buf());
+        self
+    }
+
     /// Adds `--name value` to every node's command line.
     pub fn config(mut self, name: &str, value: &str) -> Self {
         self.config.push((name.to_string(), value.to_string()));
@@ -316,6 +325,10 @@ impl RedisClusterBuilder {
     /// How every node is started: a cluster node with the password and configuration asked.
     fn node_builder(&self) -> RedisServerBuilder {
         let builder = RedisServer::builder().cluster_node(self.node_timeout);
+        let builder = match &self.binary {
+            Some(b) => builder.binary(b),
+            None => builder,
+        };
         let builder = match &self.password {
             Some(password) => builder.password(password),
             None => builder,

@@ -32,6 +32,7 @@ use crate::rng::Rng;
 use crate::wait::{self, Check};
 
 mod cross_slot;
+pub mod every_command;
 pub mod sharded;
 
 pub use cross_slot::hash_tags;

@@ -84,6 +84,14 @@ mod tests {
     }
 
     #[test]
+    fn sort_patterns_that_read_keys() {
+        let a = args("SORT l BY w_*->f LIMIT 0 5 GET # GET o_* ALPHA STORE dst");
+        assert_eq!(sort_patterns(&a), vec![3, 10]);
+        assert!(sort_patterns(&args("SORT l BY nosort STORE d")).is_empty());
+        assert!(sort_patterns(&args("SET k *")).is_empty());
+    }
+
+    #[test]
     fn splits() {
         assert_eq!(split_kind(b"del"), Split::PerKey);
         assert_eq!(split_kind(b"MSETNX"), Split::Pairs);

@@ -88,6 +88,8 @@ pub enum SlotError {
         "the destination cluster does not know the command {name} (it is not in its COMMAND table), so its keys cannot be routed: load the same modules and version of commands as the source"
     )]
     UnknownCommand { name: String },
+    #[error("{0}: a Redis Cluster has only db 0, and this cannot be applied to the dbs it takes")]
+    OtherDbs(String),
 }
 
 /// See the module documentation.
@@ -172,6 +174,22 @@ impl SlotPlanner {
         args: &[Bytes],
         out: &mut Vec<Op>,
     ) -> Result<Option<CrossSlot>, SlotError> {
+        if let Some(effect) = self.db_effect(args)? {
+            return match effect {
+                Some(c) => {
+                    let mut c = c;
+                    c.offset = cmd.offset;
+                    let args = peek_args(c.chunks()[0], usize::MAX);
+                    self.single(c, &args, out)
+                }
+                None => {
+                    if let Some(o) = cmd.offset {
+                        out.push(Op::Mark(o));
+                    }
+                    Ok(None)
+                }
+            };
+        }
         let (lookup, found) = self.table.lookup(args);
         let keys = match lookup {
             Lookup::Keys(k) => k,
@@ -253,6 +271,78 @@ impl SlotPlanner {
         }
     }
 
+    /// MOVE, SWAPDB and COPY … DB name other dbs, which a cluster does not have: each as its
+    /// effect on the dbs the cluster takes (`Some(None)`: none; `None`: not such a command).
+    fn db_effect(&mut self, args: &[Bytes]) -> Result<Option<Option<Command>>, SlotError> {
+        let name = args
+            .first()
+            .map(|n| n.to_ascii_uppercase())
+            .unwrap_or_default();
+        let db = |i: usize| -> Option<u64> { std::str::from_utf8(args.get(i)?).ok()?.parse().ok() };
+        let shown = || {
+            args.iter()
+                .map(|a| printable(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match name.as_slice() {
+            b"MOVE" => {
+                let (Some(key), Some(to)) = (args.get(1), db(2)) else {
+                    return Ok(None);
+                };
+                if !self.dbs.maps(self.db) {
+                    if self.dbs.maps(to) {
+                        return Err(SlotError::OtherDbs(format!(
+                            "{} moves a key from source db {} (not copied) into one the cluster takes",
+                            shown(),
+                            self.db
+                        )));
+                    }
+                    return Ok(Some(None));
+                }
+                // Into a db the cluster merges into db 0 too: the key stays where it is.
+                if self.dbs.maps(to) {
+                    return Ok(Some(None));
+                }
+                Ok(Some(Some(Command::new(&[&b"DEL"[..], key]))))
+            }
+            b"SWAPDB" => {
+                let (Some(a), Some(b)) = (db(1), db(2)) else {
+                    return Ok(None);
+                };
+                if self.dbs.maps(a) == self.dbs.maps(b) {
+                    // Neither is taken, or both are merged into db 0: no change there.
+                    return Ok(Some(None));
+                }
+                Err(SlotError::OtherDbs(format!(
+                    "{} exchanges a db the cluster takes with one it does not",
+                    shown()
+                )))
+            }
+            b"COPY" => {
+                let Some(at) = (3..args.len()).find(|&i| args[i].eq_ignore_ascii_case(b"DB"))
+                else {
+                    return Ok(None);
+                };
+                let Some(to) = db(at + 1) else {
+                    return Ok(None);
+                };
+                self.check_db(args.get(1))?;
+                if !self.dbs.maps(to) {
+                    return Ok(Some(None));
+                }
+                let kept: Vec<&Bytes> = args
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != at && *i != at + 1)
+                    .map(|(_, a)| a)
+                    .collect();
+                Ok(Some(Some(Command::new(&kept))))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn check_db(&self, key: Option<&Bytes>) -> Result<(), SlotError> {
         if self.dbs.maps(self.db) {
             return Ok(());
@@ -311,6 +401,9 @@ impl SlotPlanner {
         let mut one_slot = true;
         for c in &cmds {
             let args = peek_args(c.chunks()[0], usize::MAX);
+            if self.db_effect(&args)?.is_some() {
+                one_slot = false;
+            }
             match self.table.lookup(&args).0 {
                 Lookup::Keys(Keys::Drop) => {}
                 Lookup::Keys(Keys::Broadcast | Keys::None)
@@ -376,219 +469,4 @@ fn reads_unnamed_keys(args: &[Bytes]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn planner(dbs: DbMap) -> SlotPlanner {
-        SlotPlanner::new(dbs, Arc::new(CommandTable::fixture("redis-7.0.15.resp")))
-    }
-
-    fn cmd(s: &str) -> Op {
-        let args: Vec<&str> = s.split(' ').collect();
-        Op::Cmd(Command::new(&args))
-    }
-
-    /// Each command as text with its route; marks as `@offset`.
-    fn shown(ops: &[Op]) -> Vec<String> {
-        ops.iter()
-            .map(|o| match o {
-                Op::Cmd(c) => {
-                    let text = peek_args(c.chunks()[0], usize::MAX)
-                        .iter()
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    match c.route {
-                        Route::Slot(s) => format!("{text} [{s}]"),
-                        r => format!("{text} [{r:?}]"),
-                    }
-                }
-                Op::Mark(m) => format!("@{m}"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn slots_and_splits() {
-        let mut p = planner(DbMap::only_zero());
-        let mut out = Vec::new();
-        // foo: slot 12182; bar: slot 5061.
-        p.plan(
-            vec![
-                cmd("SET foo 1"),
-                cmd("MSET foo 1 bar 2"),
-                cmd("DEL foo bar"),
-                Op::Mark(42),
-            ],
-            &mut out,
-        )
-        .expect("plans");
-        assert_eq!(
-            shown(&out),
-            vec![
-                "SET foo 1 [12182]",
-                "MSET foo 1 [12182]",
-                "MSET bar 2 [5061]",
-                "DEL foo [12182]",
-                "DEL bar [5061]",
-                "@42"
-            ]
-        );
-        assert_eq!(p.stats.split_commands, 2);
-    }
-
-    #[test]
-    fn transactions() {
-        let mut p = planner(DbMap::only_zero());
-        let mut out = Vec::new();
-        let mut exec = Command::new(&["EXEC"]);
-        exec.offset = Some(7);
-        p.plan(
-            vec![
-                cmd("MULTI"),
-                cmd("INCR {foo}a"),
-                cmd("INCR {foo}b"),
-                Op::Cmd(exec),
-            ],
-            &mut out,
-        )
-        .expect("plans");
-        assert_eq!(
-            shown(&out),
-            vec![
-                "MULTI [12182]",
-                "INCR {foo}a [12182]",
-                "INCR {foo}b [12182]",
-                "EXEC [12182]"
-            ]
-        );
-        assert!(matches!(&out[3], Op::Cmd(c) if c.offset == Some(7)));
-        let mut out = Vec::new();
-        let mut exec = Command::new(&["EXEC"]);
-        exec.offset = Some(9);
-        p.plan(
-            vec![
-                cmd("MULTI"),
-                cmd("INCR foo"),
-                cmd("INCR bar"),
-                Op::Cmd(exec),
-            ],
-            &mut out,
-        )
-        .expect("plans");
-        assert_eq!(
-            shown(&out),
-            vec!["INCR foo [12182]", "INCR bar [5061]", "@9"]
-        );
-        assert_eq!(p.stats.split_transactions, 1);
-    }
-
-    #[test]
-    fn broadcasts_selects_and_refusals() {
-        let mut p = planner(DbMap::only_zero());
-        let mut out = Vec::new();
-        p.plan(
-            vec![
-                cmd("FLUSHALL"),
-                Op::Cmd(Command::new(&["SELECT", "0"]).with_offset(3)),
-                cmd("PUBLISH ch m"),
-            ],
-            &mut out,
-        )
-        .expect("plans");
-        assert_eq!(
-            shown(&out),
-            vec!["FLUSHALL [All]", "@3", "PUBLISH ch m [Any]"]
-        );
-        let err = p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out);
-        assert!(matches!(err, Err(SlotError::UnmappedDb { db: 5, .. })));
-        let mut p = planner(DbMap {
-            mapped: Some(vec![0, 5]),
-        });
-        p.plan(vec![cmd("SELECT 5"), cmd("SET x 1")], &mut out)
-            .expect("mapped");
-    }
-
-    /// Each string as one argument list.
-    fn words(s: &str) -> Vec<Bytes> {
-        s.split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
-
-    #[test]
-    fn writes_across_slots_stop_the_plan_in_order() {
-        let mut p = planner(DbMap::only_zero());
-        let mut out = Vec::new();
-        let cross = p
-            .plan(
-                vec![
-                    cmd("SET foo 1"),
-                    Op::Cmd(Command::new(&["RENAME", "foo", "bar"]).with_offset(20)),
-                    cmd("SET bar 2"),
-                    Op::Mark(30),
-                ],
-                &mut out,
-            )
-            .expect("plans");
-        assert_eq!(shown(&out), vec!["SET foo 1 [12182]"]);
-        assert_eq!(
-            cross,
-            Some(CrossSlot {
-                args: words("RENAME foo bar"),
-                keys: vec![1, 2],
-                read_only: Vec::new(),
-                ask_keys: false,
-                offset: Some(20)
-            })
-        );
-        let mut out = Vec::new();
-        assert_eq!(p.plan(Vec::new(), &mut out).expect("plans"), None);
-        assert_eq!(shown(&out), vec!["SET bar 2 [5061]", "@30"]);
-        assert_eq!((p.stats.cross_slot, p.stats.unsplittable), (1, 0));
-        // The table cannot place SORT's STORE key: the destination is asked.
-        let c = p
-            .plan(vec![cmd("SORT {a}l BY w_* STORE {a}d")], &mut out)
-            .expect("plans");
-        assert_eq!(c.map(|c| (c.keys, c.ask_keys)), Some((vec![], true)));
-        // A command the destination does not know stops the plan.
-        let err = p.plan(vec![cmd("NOSUCH.CMD k v")], &mut out);
-        assert!(
-            matches!(err, Err(SlotError::UnknownCommand { .. })),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn a_transaction_across_slots_stops_at_each_such_write() {
-        let mut p = planner(DbMap::only_zero());
-        let mut out = Vec::new();
-        let mut exec = Command::new(&["EXEC"]);
-        exec.offset = Some(9);
-        let cross = p
-            .plan(
-                vec![
-                    cmd("MULTI"),
-                    cmd("INCR foo"),
-                    cmd("SMOVE foo bar m"),
-                    cmd("INCR bar"),
-                    Op::Cmd(exec),
-                    cmd("SET after 1"),
-                ],
-                &mut out,
-            )
-            .expect("plans");
-        assert_eq!(shown(&out), vec!["INCR foo [12182]"]);
-        assert_eq!(cross.map(|c| c.args), Some(words("SMOVE foo bar m")));
-        let mut out = Vec::new();
-        assert_eq!(p.plan(Vec::new(), &mut out).expect("plans"), None);
-        assert_eq!(
-            shown(&out),
-            vec![
-                "INCR bar [5061]",
-                "@9",
-                &format!("SET after 1 [{}]", key_slot(b"after"))
-            ]
-        );
-    }
-}
+mod tests;
