@@ -320,7 +320,8 @@ impl RedisServerBuilder {
             .try_clone()
             .map_err(|err| setup_error(format!("cannot clone a file handle: {err}")))?;
 
-        let mut command = Command::new(self.binary.clone().unwrap_or_else(redis_server_binary));
+        let binary = self.binary.clone().unwrap_or_else(redis_server_binary);
+        let mut command = Command::new(&binary);
         command
             .arg("--port")
             .arg(port.to_string())
@@ -331,8 +332,11 @@ impl RedisServerBuilder {
             .args(["--logfile", "redis.log"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
-            .args(["--enable-debug-command", "yes"])
             .args(["--daemonize", "no"]);
+        if major_version(&binary) >= 7 {
+            // Before 7.0 DEBUG is always allowed, and the switch does not exist.
+            command.args(["--enable-debug-command", "yes"]);
+        }
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
@@ -448,6 +452,20 @@ pub fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
 /// Another server version for the tests that need one: the binary `$var` names, else
 /// `../shared/servers/<dir>/<file>` beside the repository (built from public sources, never
 /// committed); `None` when neither is there (the test then says it is skipped, by name).
+/// The major version of a server binary (`--version`: `… v=7.0.15 …`); 0 if unreadable.
+pub fn major_version(binary: &Path) -> u32 {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let v = text.split("v=").nth(1)?.split('.').next()?.to_string();
+            v.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 pub fn other_server(var: &str, dir: &str, file: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(var) {
         return Some(PathBuf::from(p));

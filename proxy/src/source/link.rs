@@ -218,6 +218,7 @@ impl Link {
     ) -> Result<(), SourceError> {
         let stop = run.stop.clone();
         run.status.set_replid(&self.resync.replid);
+        let mut snapshot_scripts = Vec::new();
         if let Some(transfer) = self.transfer.clone() {
             *stream = None;
             run.full_resyncs += 1;
@@ -237,6 +238,7 @@ impl Link {
                 return Ok(());
             };
             run.checkpoint.position.set_replid(&self.resync.replid);
+            snapshot_scripts.clone_from(&stats.lua);
             // Handed over with the stream's first batch, before anything of the stream.
             run.pipeline.push(Op::Mark(self.resync.offset));
             tracing::info!(
@@ -262,6 +264,9 @@ impl Link {
         st.own_key = Some(run.heartbeats.key.clone());
         st.scoped = run.shard.is_some();
         st.migrations = run.migrations.is_some();
+        for body in snapshot_scripts {
+            st.scripts.learn(body);
+        }
         if st.restore.is_none() {
             let planner = RdbPlanner::new(run.caps, self.cfg.restore_max, self.cfg.batch);
             st.restore = Some(StreamRestore::new(planner, run.caps.rdb_version));

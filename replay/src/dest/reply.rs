@@ -31,10 +31,13 @@ const FATAL_CODES: &[&str] = &[
     "CLUSTERDOWN",
     "CROSSSLOT",
     "NOREPLICAS",
+    // An EVALSHA of a script the destination lacks, whose body the stream never showed:
+    // its writes would be lost.
+    "NOSCRIPT",
 ];
 
 /// Error codes that concern one key only.
-const PER_KEY_CODES: &[&str] = &["WRONGTYPE", "BUSYKEY", "NOGROUP", "EXECABORT", "NOSCRIPT"];
+const PER_KEY_CODES: &[&str] = &["WRONGTYPE", "BUSYKEY", "NOGROUP", "EXECABORT"];
 
 /// `ERR` messages that mean the destination lacks what the source has: stop, do not skip.
 const FATAL_ERR_PREFIXES: &[&str] = &[

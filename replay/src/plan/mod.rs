@@ -9,6 +9,7 @@ pub mod caps;
 pub mod replica_forms;
 pub mod restore;
 pub mod rewrite;
+pub mod scripts;
 pub mod slots;
 pub mod stream;
 pub mod stream_restore;
@@ -43,6 +44,9 @@ pub struct PlanStats {
     pub functions_dropped: u64,
     /// replicant's own keys (heartbeats) in the snapshot, not copied.
     pub keys_own: u64,
+    /// The bodies of the Lua scripts of the snapshot (`lua` aux fields), for the stream's
+    /// `EVALSHA`s ([`scripts`]).
+    pub lua: Vec<Bytes>,
 }
 
 /// Turns RDB events into destination commands.
@@ -122,6 +126,7 @@ impl RdbPlanner {
                 if &key[..] == b"lua" {
                     out.push(Command::new(&[&b"SCRIPT"[..], b"LOAD", &value]));
                     self.stats.scripts += 1;
+                    self.stats.lua.push(value);
                 }
             }
             Event::Select { .. } | Event::ResizeDb { .. } | Event::End { .. } => {}

@@ -76,6 +76,8 @@ pub struct StreamState {
     /// Every shard of a cluster source is followed by this run: report the keys that MIGRATE
     /// moves between shards ([`Seen::migrated_in`], [`Seen::deleted`]).
     pub migrations: bool,
+    /// The Lua scripts seen, for `EVALSHA`.
+    pub scripts: super::scripts::Scripts,
 }
 
 /// What a frame asked of the link besides its ops.
@@ -110,6 +112,7 @@ impl StreamState {
             scoped: false,
             restore: None,
             migrations: false,
+            scripts: super::scripts::Scripts::default(),
         }
     }
 
@@ -175,6 +178,10 @@ impl StreamState {
         let mut planned: Option<Vec<Command>> = None;
         if kind == Kind::Forward {
             planned = replica_forms::rewrite(name, &raw).map(|c| vec![c]);
+            // An EVALSHA goes as EVAL of the body seen, for a destination that lost it.
+            if planned.is_none() {
+                planned = self.scripts.on_frame(name, &raw).map(|c| vec![c]);
+            }
             let restore = name.eq_ignore_ascii_case(b"RESTORE")
                 || name.eq_ignore_ascii_case(b"RESTORE-ASKING");
             if let (None, true, Some(r)) = (&planned, restore, self.restore.as_mut()) {
