@@ -112,7 +112,7 @@ fn approximate_trims_with_limit_are_replayed_and_the_run_goes_on() {
 /// RESTOREs whose payload the destination refuses ("DUMP payload version or checksum are
 /// wrong"): they reach it stamped with its version when it knows the type (strings, lists,
 /// hashes and sorted sets in listpacks), or decoded and rewritten when it does not (a set or a
-/// stream in 7.2's listpack forms), with their TTLs.
+/// stream in 7.2's listpack forms), with their TTLs. A FUNCTION RESTORE's payload likewise.
 #[test]
 fn restores_of_a_newer_rdb_version_in_the_stream_are_planned_again() {
     const NAME: &str = "restores_of_a_newer_rdb_version_in_the_stream_are_planned_again";
@@ -168,7 +168,34 @@ fn restores_of_a_newer_rdb_version_in_the_stream_are_planned_again() {
             .query(&mut con)
             .expect("RESTORE REPLACE");
     }
+    // A FUNCTION RESTORE of the source's FUNCTION DUMP (RDB 12): stamped for 7.0 too.
+    q(
+        &mut con,
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=rflib\nredis.register_function('rf', function() return 1 end)",
+        ],
+    );
+    let dump: Vec<u8> = redis::cmd("FUNCTION")
+        .arg("DUMP")
+        .query(&mut con)
+        .expect("FUNCTION DUMP");
+    let _: () = redis::cmd("FUNCTION")
+        .arg("RESTORE")
+        .arg(&dump)
+        .arg("REPLACE")
+        .query(&mut con)
+        .expect("FUNCTION RESTORE");
     synced_and_equal(&source, &target, &mut sync);
+    let listed: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query(&mut target.client())
+        .expect("FUNCTION LIST");
+    assert!(format!("{listed:?}").contains("rflib"), "{listed:?}");
+    if let Err(err) = sync.check_running() {
+        sync.fail(&err);
+    }
     sync.stop();
 }
 

@@ -187,6 +187,13 @@ impl StreamState {
             if let (None, true, Some(r)) = (&planned, restore, self.restore.as_mut()) {
                 planned = r.plan(&raw, self.db)?;
             }
+            if let (None, true, Some(r)) = (
+                &planned,
+                name.eq_ignore_ascii_case(b"FUNCTION"),
+                self.restore.as_mut(),
+            ) {
+                planned = r.function_restore(&raw).map(|c| vec![c]);
+            }
         }
         // What to send for a forwarded frame; `offset` rides on the last command.
         let forward = |raw: Bytes, offset: Option<u64>, out: &mut Vec<Op>| match planned {

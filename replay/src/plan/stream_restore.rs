@@ -99,6 +99,40 @@ impl StreamRestore {
     }
 }
 
+impl StreamRestore {
+    /// A `FUNCTION RESTORE <payload> [policy]` whose payload carries an RDB version newer
+    /// than the destination's: the libraries in it (`FUNCTION2` entries: their code) are the
+    /// same in every version since 7.0, so the payload goes stamped with the destination's
+    /// version (and its checksum made again). `None` sends the frame as it is.
+    pub fn function_restore(&mut self, raw: &Bytes) -> Option<Command> {
+        let args = peek_args(raw, usize::MAX);
+        if !args.get(1)?.eq_ignore_ascii_case(b"RESTORE") {
+            return None;
+        }
+        let payload = args.get(2)?;
+        let n = payload.len();
+        if n < 11 || payload[0] != crate::rdb::types::OPCODE_FUNCTION2 {
+            return None;
+        }
+        let version = u32::from(u16::from_le_bytes([payload[n - 10], payload[n - 9]]));
+        if version <= self.rdb_version {
+            return None;
+        }
+        let body = &payload[..n - 10];
+        let stamped = u16::try_from(self.rdb_version).ok()?;
+        let mut out = body.to_vec();
+        out.extend_from_slice(&crate::rdb::crc64::dump_trailer(
+            body[0],
+            &body[1..],
+            stamped,
+        ));
+        let mut new_args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        new_args[2] = &out;
+        self.replanned += 1;
+        Some(Command::new(&new_args))
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -203,5 +237,35 @@ mod tests {
         let pos = bad.windows(3).position(|w| w == b"\r\n0").expect("ttl") + 2;
         bad[pos] = b'x';
         assert!(r.plan(&Bytes::from(bad), 0).is_err());
+    }
+
+    #[test]
+    fn function_restores_of_a_newer_version_are_stamped_again() {
+        let code = b"#!lua name=l\nredis.register_function('f', function() return 1 end)";
+        let mut body = vec![crate::rdb::types::OPCODE_FUNCTION2, code.len() as u8];
+        body.extend_from_slice(code);
+        let mut payload = body.clone();
+        payload.extend_from_slice(&dump_trailer(body[0], &body[1..], 12));
+        let frame =
+            Command::new(&[&b"FUNCTION"[..], b"RESTORE", &payload, b"REPLACE"]).chunks()[0].clone();
+        let planner = RdbPlanner::new(caps(10), 1 << 20, BatchLimits::default());
+        let mut r = StreamRestore::new(planner, 10);
+        let c = r.function_restore(&frame).expect("stamped again");
+        let args = peek_args(c.chunks()[0], usize::MAX);
+        assert_eq!(args.len(), 4);
+        let mut want = body.clone();
+        want.extend_from_slice(&dump_trailer(body[0], &body[1..], 10));
+        assert_eq!(&args[2][..], &want[..]);
+        assert_eq!(&args[3][..], b"REPLACE");
+        // The destination's own version, or an older one: as it is.
+        let planner = RdbPlanner::new(caps(12), 1 << 20, BatchLimits::default());
+        assert!(StreamRestore::new(planner, 12)
+            .function_restore(&frame)
+            .is_none());
+        let planner = RdbPlanner::new(caps(10), 1 << 20, BatchLimits::default());
+        let flush = Command::new(&["FUNCTION", "FLUSH"]).chunks()[0].clone();
+        assert!(StreamRestore::new(planner, 10)
+            .function_restore(&flush)
+            .is_none());
     }
 }

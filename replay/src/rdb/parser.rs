@@ -15,7 +15,7 @@ use super::crc64::{Crc64Digest, CRC64};
 use super::cursor::{Cursor, Fail, StrRef};
 use super::decoded::Piece;
 use super::error::RdbError;
-use super::types::{layout, Layout, Logical};
+use super::types::{layout, Layout, Logical, OPCODE_FUNCTION2};
 use super::value::ValueReader;
 
 /// Highest RDB version this parser reads.
@@ -303,7 +303,7 @@ impl RdbParser {
                     Op::Ignored
                 }
                 0xF7 => Op::ModuleAux,
-                0xF5 => Op::Function(c.string()?),
+                OPCODE_FUNCTION2 => Op::Function(c.string()?),
                 0xF4 => {
                     c.len()?;
                     c.len()?;

@@ -13,6 +13,10 @@ pub enum Logical {
     Module,
 }
 
+/// The opcode of a function library (`FUNCTION2`, Redis 7.0+), in an RDB and in the payload of
+/// `FUNCTION DUMP`.
+pub const OPCODE_FUNCTION2: u8 = 0xF5;
+
 impl Logical {
     pub fn name(self) -> &'static str {
         match self {
