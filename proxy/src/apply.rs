@@ -47,17 +47,19 @@ pub struct Destination {
     /// The source dbs the destination takes, and its command table (cluster destinations
     /// only).
     pub dbs: Option<(DbMap, Arc<CommandTable>)>,
+    /// `--on-unsplittable log`.
+    pub log_unsplittable: bool,
 }
 
 impl Destination {
     /// A pipeline for one source stream into this destination (with the slot planner when it
     /// is a cluster).
     pub fn pipeline(&self) -> Pipeline {
-        Pipeline::new(
-            self.dbs
-                .clone()
-                .map(|(dbs, table)| SlotPlanner::new(dbs, table)),
-        )
+        Pipeline::new(self.dbs.clone().map(|(dbs, table)| {
+            let mut p = SlotPlanner::new(dbs, table);
+            p.log_unsplittable = self.log_unsplittable;
+            p
+        }))
     }
 }
 
@@ -132,6 +134,7 @@ pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination,
             sink: Sink::single(single),
             batch,
             dbs: None,
+            log_unsplittable: false,
         });
     };
     let dbs = db_map(a)?;
@@ -148,6 +151,7 @@ pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination,
         sink: Sink::Cluster(Box::new(sink)),
         batch,
         dbs: Some((dbs, table)),
+        log_unsplittable: a.on_unsplittable == crate::cli::OnUnsplittable::Log,
     })
 }
 

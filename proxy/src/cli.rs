@@ -85,6 +85,13 @@ pub struct ApplyArgs {
     /// Cluster destinations: take every source db into this db (only 0 exists in a cluster).
     #[arg(long, value_name = "DB", conflicts_with = "db_map")]
     pub all_dbs_to: Option<u64>,
+    /// Cluster destinations: a write that cannot be applied there at all (a SWAPDB of a db
+    /// the cluster takes with one it does not, a MOVE into db 0 from a db not copied, a
+    /// command the destination does not know) stops the run (`stop`), or is logged with its
+    /// keys and counted as `unsplittable` (`log`: the destination then differs from the
+    /// source).
+    #[arg(long, value_enum, default_value_t = OnUnsplittable::Stop, value_name = "POLICY")]
+    pub on_unsplittable: OnUnsplittable,
     /// Connect timeout for either side.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub connect_timeout: u64,
@@ -175,6 +182,13 @@ pub struct SyncArgs {
 pub enum ReadFrom {
     Master,
     Replica,
+}
+
+/// What a cluster destination does with a write it cannot apply at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnUnsplittable {
+    Stop,
+    Log,
 }
 
 /// What a re-copy of the snapshot does with the destination's keys.

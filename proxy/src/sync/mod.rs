@@ -179,6 +179,7 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
         mut sink,
         batch,
         dbs,
+        ..
     } = dest;
     if let replay::dest::Sink::Cluster(c) = &mut sink {
         c.set_scratch_prefix(&args.heartbeat_prefix);

@@ -98,6 +98,9 @@ pub struct SlotPlanner {
     dbs: DbMap,
     /// The destination's command table: where each command's keys are.
     table: Arc<CommandTable>,
+    /// A write that cannot be applied to the cluster at all is logged and counted instead of
+    /// stopping the plan.
+    pub log_unsplittable: bool,
     /// The source's selected db.
     db: u64,
     /// A transaction being collected (after MULTI, until EXEC).
@@ -113,6 +116,7 @@ impl SlotPlanner {
         SlotPlanner {
             dbs,
             table,
+            log_unsplittable: false,
             db: 0,
             tx: None,
             pending: VecDeque::new(),
@@ -169,6 +173,28 @@ impl SlotPlanner {
 
     /// Plans one command outside a transaction.
     fn single(
+        &mut self,
+        cmd: Command,
+        args: &[Bytes],
+        out: &mut Vec<Op>,
+    ) -> Result<Option<CrossSlot>, SlotError> {
+        let offset = cmd.offset;
+        match self.single_or_refuse(cmd, args, out) {
+            Err(e @ (SlotError::OtherDbs(_) | SlotError::UnknownCommand { .. }))
+                if self.log_unsplittable =>
+            {
+                self.stats.unsplittable += 1;
+                tracing::warn!(error = %e, "not applied (--on-unsplittable log): the destination now differs from the source");
+                if let Some(o) = offset {
+                    out.push(Op::Mark(o));
+                }
+                Ok(None)
+            }
+            r => r,
+        }
+    }
+
+    fn single_or_refuse(
         &mut self,
         cmd: Command,
         args: &[Bytes],
