@@ -28,3 +28,6 @@ pub mod pipeline;
 pub mod plan;
 pub mod rdb;
 pub mod resp;
+
+#[cfg(test)]
+mod test_util;

@@ -76,12 +76,7 @@ pub fn split_kind(name: &[u8]) -> Split {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
+    use crate::test_util::args;
 
     #[test]
     fn sort_patterns_that_read_keys() {

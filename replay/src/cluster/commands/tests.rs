@@ -1,17 +1,11 @@
 //! The tables of real servers' `COMMAND` replies (`tests/data/command/`).
 
-use bytes::Bytes;
 
 use super::*;
+use crate::test_util::args;
 
 fn table(file: &str) -> CommandTable {
     CommandTable::fixture(file)
-}
-
-fn args(s: &str) -> Vec<Bytes> {
-    s.split(' ')
-        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-        .collect()
 }
 
 fn at(t: &CommandTable, s: &str) -> Lookup {

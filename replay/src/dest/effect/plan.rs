@@ -97,12 +97,7 @@ pub fn pattern_key(pattern: &[u8], element: &[u8]) -> Option<(Vec<u8>, Option<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<Bytes> {
-        s.split(' ')
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
+    use crate::test_util::args;
 
     fn text(b: &[Bytes]) -> String {
         b.iter()

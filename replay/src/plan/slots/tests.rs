@@ -1,5 +1,6 @@
 //! The slot planner's cases, planned against Redis 7.0's command table.
 use super::*;
+use crate::test_util::args as words;
 
 fn planner(dbs: DbMap) -> SlotPlanner {
     SlotPlanner::new(dbs, Arc::new(CommandTable::fixture("redis-7.0.15.resp")))
@@ -132,11 +133,6 @@ fn broadcasts_selects_and_refusals() {
 }
 
 /// Each string as one argument list.
-fn words(s: &str) -> Vec<Bytes> {
-    s.split(' ')
-        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-        .collect()
-}
 
 #[test]
 fn writes_across_slots_stop_the_plan_in_order() {
