@@ -119,6 +119,7 @@ pub async fn open(a: &ApplyArgs, retry_connect: Duration) -> Result<Destination,
         cfg.queue_bytes = a.queue_bytes;
         cfg.retry_errors = Duration::from_secs(a.retry_errors.saturating_mul(60));
         cfg.retry_connect = retry_connect;
+        cfg.reply_timeout = Duration::from_secs(a.target_timeout.max(1));
         cfg
     };
     let Some(topo) = target.cluster else {

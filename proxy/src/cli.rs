@@ -99,6 +99,12 @@ pub struct ApplyArgs {
     /// MASTERDOWN (commands are sent again, with backoff) before the run stops.
     #[arg(long, default_value_t = 10, value_name = "MINUTES")]
     pub retry_errors: u64,
+    /// A destination node that answers nothing for this long while replies are due is
+    /// probed on a new connection: answered there, the old connection is treated as lost;
+    /// answered nowhere (a hung node), replicant waits for it (up to --retry-connect) and
+    /// says so.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub target_timeout: u64,
 }
 
 #[derive(Debug, Args)]

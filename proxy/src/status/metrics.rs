@@ -30,6 +30,7 @@ pub const NAMES: &[&str] = &[
     "replicant_applied_commands_total",
     "replicant_applied_bytes_total",
     "replicant_inflight_commands",
+    "replicant_target_stalled",
     "replicant_inflight_bytes",
     "replicant_spool_bytes",
     "replicant_spool_max_bytes",
@@ -121,6 +122,10 @@ fn describe() {
         "replicant_applied_bytes_total",
         Unit::Bytes,
         "Bytes of commands the destination answered, by destination node"
+    );
+    describe_gauge!(
+        "replicant_target_stalled",
+        "1 while a destination node has answered nothing for --target-timeout with replies due (hung or SIGSTOPped): replicant waits for it"
     );
     describe_gauge!(
         "replicant_inflight_commands",
@@ -227,8 +232,18 @@ pub fn update(s: &Status, shard: &str) {
             l(&[("node", node.clone())])
         )
         .absolute(p.commands.load(Ordering::Relaxed));
-        counter!("replicant_applied_bytes_total", l(&[("node", node)]))
-            .absolute(p.bytes.load(Ordering::Relaxed));
+        counter!(
+            "replicant_applied_bytes_total",
+            l(&[("node", node.clone())])
+        )
+        .absolute(p.bytes.load(Ordering::Relaxed));
+        gauge!("replicant_target_stalled", l(&[("node", node)])).set(
+            if p.stalled.load(Ordering::Acquire) {
+                1.0
+            } else {
+                0.0
+            },
+        );
         key_errors += p.key_errors.load(Ordering::Relaxed);
     }
     let (cmds, bytes) = s.inflight();

@@ -9,6 +9,7 @@ pub mod recovery;
 pub mod reply;
 pub mod single_sink;
 pub mod sink;
+pub mod stall;
 pub mod tx_track;
 pub mod writer;
 
@@ -65,6 +66,8 @@ pub struct Progress {
     pub node: String,
     /// The db selected by every command answered or handed back so far (in the order sent).
     pub db: AtomicU64,
+    /// The node has answered nothing for `--target-timeout` while replies are due.
+    pub stalled: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -107,6 +110,18 @@ pub struct Target {
 /// Connects to the destination and reads its capabilities, and its slot map if it is a
 /// cluster (`CLUSTER SHARDS`, or `CLUSTER SLOTS` before Redis 7.0).
 pub async fn probe(ep: &Endpoint, timeout: Duration) -> Result<Target, DestError> {
+    // A node that accepts connections but answers nothing (stopped) is a timeout.
+    tokio::time::timeout(timeout.saturating_mul(3), probe_node(ep, timeout))
+        .await
+        .map_err(|_| {
+            DestError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{ep} did not answer within {} s", timeout.as_secs() * 3),
+            ))
+        })?
+}
+
+async fn probe_node(ep: &Endpoint, timeout: Duration) -> Result<Target, DestError> {
     let mut conn = connect_and_auth(ep, timeout).await?;
     let info = conn.call(&["INFO", "server"]).await?;
     if let Some(e) = frame_error(&info) {

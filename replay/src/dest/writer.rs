@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::queue::{queue, OpReceiver, OpSender};
 use super::recovery::{returned_kind, Recovery, Returned};
 use super::reply::{classify_error, Action};
+use super::stall::{read_watched, StallWatch};
 use super::tx_track::{Outcome, Seen, Transactions};
 use super::{DestError, Progress};
 use crate::cmd::{Command, Op};
@@ -50,6 +51,8 @@ pub struct WriterConfig {
     /// Once a command is handed back, hand back everything after it unsent until the sink
     /// has sent it again (keeps the order of writes through a refusal).
     pub hold_on_refusal: bool,
+    /// Silence while replies are due before the node is probed (`--target-timeout`).
+    pub reply_timeout: Duration,
 }
 
 impl WriterConfig {
@@ -65,6 +68,7 @@ impl WriterConfig {
             retry_errors: Duration::from_secs(600),
             retry_connect: Duration::from_secs(600),
             hold_on_refusal: false,
+            reply_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -119,6 +123,12 @@ impl Writer {
             cfg.recovery.is_some(),
             hold,
         ));
+        let watch = StallWatch {
+            endpoint: cfg.endpoint.clone(),
+            timeout: cfg.reply_timeout.max(Duration::from_secs(1)),
+            give_up: cfg.retry_connect,
+            connect_timeout: cfg.connect_timeout,
+        };
         let recv = tokio::spawn(recv_loop(
             rd,
             leftover,
@@ -126,6 +136,7 @@ impl Writer {
             window,
             progress.clone(),
             cfg.recovery,
+            watch,
         ));
         Ok(Writer {
             endpoint: cfg.endpoint,
@@ -438,6 +449,7 @@ async fn recv_loop(
     window: Window,
     progress: Arc<Progress>,
     recovery: Option<Arc<Recovery>>,
+    watch: StallWatch,
 ) -> Result<(), DestError> {
     let mut rest = Vec::new();
     let rec = recovery.as_deref();
@@ -447,6 +459,7 @@ async fn recv_loop(
         progress: &progress,
         recovery: rec,
         txs: &mut txs,
+        watch: &watch,
     };
     let result = recv_replies(&mut rd, &mut buf, &mut prx, &mut ctx, &mut rest).await;
     // Wake a send task waiting for the window: nothing will free it any more.
@@ -506,6 +519,7 @@ struct Replies<'a> {
     progress: &'a Progress,
     recovery: Option<&'a Recovery>,
     txs: &'a mut Transactions,
+    watch: &'a StallWatch,
 }
 
 /// The db `cmd` was meant for (the db selected by everything before it in the order sent);
@@ -565,7 +579,7 @@ async fn recv_one(
                 if buf.capacity() - buf.len() < 16 * 1024 {
                     buf.reserve(64 * 1024);
                 }
-                if rd.read_buf(buf).await? == 0 {
+                if read_watched(rd, buf, ctx.watch, progress).await? == 0 {
                     return Err(crate::resp::ConnError::Closed.into());
                 }
             }

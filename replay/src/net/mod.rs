@@ -130,13 +130,20 @@ async fn open(ep: &Endpoint) -> Result<Stream, ConnectError> {
     }
 }
 
-/// Connects and authenticates (when the endpoint has a password).
+/// Connects and authenticates (when the endpoint has a password), the AUTH within `timeout`
+/// too (a server that accepts connections but answers nothing, e.g. a stopped process whose
+/// socket still listens, is a timeout, not a wait forever).
 pub async fn connect_and_auth(
     ep: &Endpoint,
     timeout: Duration,
 ) -> Result<Conn<Stream>, ConnectError> {
     let mut conn = Conn::new(connect(ep, timeout).await?);
-    auth(&mut conn, ep).await?;
+    tokio::time::timeout(timeout, auth(&mut conn, ep))
+        .await
+        .map_err(|_| ConnectError::Timeout {
+            addr: ep.to_string(),
+            secs: timeout.as_secs(),
+        })??;
     Ok(conn)
 }
 

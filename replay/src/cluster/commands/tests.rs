@@ -1,6 +1,5 @@
 //! The tables of real servers' `COMMAND` replies (`tests/data/command/`).
 
-
 use super::*;
 use crate::test_util::args;
 

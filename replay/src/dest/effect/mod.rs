@@ -114,18 +114,28 @@ impl Effects {
             .ok_or_else(|| {
                 Failure::Retry(DestError::Unsupported(format!("slot {slot} has no master")))
             })?;
+        let wait = self.timeout * 6;
         let conn = self.conn(seed, &node).await?;
         let encoded: Vec<crate::cmd::Command> =
             cmds.iter().map(|c| crate::cmd::Command::new(c)).collect();
-        let r: Result<Vec<Frame>, Failure> = async {
+        let exchange = async {
             conn.send_many(&encoded).await?;
             let mut out = Vec::with_capacity(cmds.len());
             for _ in cmds {
                 out.push(conn.read_frame().await?);
             }
             Ok(out)
-        }
-        .await;
+        };
+        // A node that stops answering (stopped, or a large value slow to load) is waited for
+        // a while, then the step is tried again from its start.
+        let r: Result<Vec<Frame>, Failure> = tokio::time::timeout(wait, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Retry(DestError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{}:{} did not answer", node.host, node.port),
+                ))))
+            });
         if r.is_err() {
             self.conns.remove(&node);
         }

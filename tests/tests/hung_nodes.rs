@@ -1,0 +1,176 @@
+//! Nodes that stop answering without closing anything: a destination or a source process
+//! stopped with SIGSTOP for 45 s while writes go on. The destination's silence is detected
+//! within `--target-timeout` (logged, `replicant_target_stalled`), replicant waits for it
+//! rather than sending again what the node still holds, and after SIGCONT the destination
+//! equals the source under a non-idempotent load (INCR, APPEND, RPUSH, …: a write applied
+//! twice would show). The source's silence ends the link within `--source-timeout`, and the
+//! stream continues by PSYNC once it answers again.
+
+use std::time::{Duration, Instant};
+
+use replicant_tests::barrier;
+use replicant_tests::compare::{self, CompareOptions};
+use replicant_tests::heavy_test_guard;
+use replicant_tests::replicant::SyncProcess;
+use replicant_tests::server::RedisServer;
+use replicant_tests::workload::{Workload, WorkloadConfig};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the node stays stopped.
+const STOPPED: Duration = Duration::from_secs(45);
+
+fn signal(sig: &str, pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Waits until replicant's log holds `marker`, or fails the run.
+fn wait_for_log(sync: &mut SyncProcess, marker: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !sync.log().contains(marker) {
+        if Instant::now() > deadline {
+            sync.fail(&format!(
+                "no {marker:?} in the log within {} s",
+                within.as_secs()
+            ));
+        }
+        if let Err(err) = sync.check_running() {
+            sync.fail(&err);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stat(server: &RedisServer, name: &str) -> u64 {
+    barrier::info_number(server, "stats", name)
+}
+
+#[test]
+fn a_destination_stopped_for_45_s_loses_and_doubles_nothing() {
+    let _guard = heavy_test_guard();
+    let source = RedisServer::start();
+    let target = RedisServer::start();
+    let workload = Workload::start(&source.url(), WorkloadConfig::default());
+    let mut sync = SyncProcess::builder(&source.url(), &target.url())
+        .arg("--target-timeout")
+        .arg("3")
+        .start();
+    if let Err(err) = barrier::wait_for_replica_online(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&err);
+    }
+    workload
+        .wait_for_ops(workload.ops() + 1_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    signal("-STOP", target.pid());
+    let stopped_at = Instant::now();
+    // Detected within --target-timeout (3 s) plus the probe's own wait.
+    wait_for_log(
+        &mut sync,
+        "the destination does not answer",
+        Duration::from_secs(20),
+    );
+    let detected = stopped_at.elapsed();
+    // The fault lasts its full length, the writes going on meanwhile.
+    while stopped_at.elapsed() < STOPPED {
+        if let Err(err) = sync.check_running() {
+            signal("-CONT", target.pid());
+            sync.fail(&err);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal("-CONT", target.pid());
+    wait_for_log(&mut sync, "the destination answers again", TIMEOUT);
+    workload
+        .wait_for_ops(workload.ops() + 1_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = workload.stop();
+    report.wait_for_short_ttls();
+    if let Err(err) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&err);
+    }
+    let differences =
+        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
+    if !differences.is_empty() {
+        sync.fail(&compare::format_differences(&differences));
+    }
+    if let Err(err) = sync.check_running() {
+        sync.fail(&err);
+    }
+    let log = sync.stop();
+    assert!(
+        !log.contains("will be sent again"),
+        "nothing may be sent again to a node that still holds it"
+    );
+    println!(
+        "detected after {} ms; {} workload ops",
+        detected.as_millis(),
+        report.ops
+    );
+}
+
+#[test]
+fn a_source_stopped_for_45_s_is_followed_again_by_psync() {
+    let _guard = heavy_test_guard();
+    let source = RedisServer::start();
+    let target = RedisServer::start();
+    let mut sync = SyncProcess::builder(&source.url(), &target.url())
+        .arg("--source-timeout")
+        .arg("5")
+        .start();
+    if let Err(err) = barrier::wait_for_replica_online(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&err);
+    }
+    let workload = Workload::start(&source.url(), WorkloadConfig::default());
+    workload
+        .wait_for_ops(1_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A stopped source blocks its clients: the writes stop first.
+    workload.stop();
+    let partial_before = stat(&source, "sync_partial_ok");
+    signal("-STOP", source.pid());
+    let stopped_at = Instant::now();
+    wait_for_log(&mut sync, "lost the source link", Duration::from_secs(30));
+    while stopped_at.elapsed() < STOPPED {
+        if let Err(err) = sync.check_running() {
+            signal("-CONT", source.pid());
+            sync.fail(&err);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal("-CONT", source.pid());
+    let deadline = Instant::now() + TIMEOUT;
+    while stat(&source, "sync_partial_ok") <= partial_before {
+        if Instant::now() > deadline {
+            sync.fail("the link did not continue by PSYNC");
+        }
+        if let Err(err) = sync.check_running() {
+            sync.fail(&err);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let workload = Workload::start(
+        &source.url(),
+        WorkloadConfig {
+            seed: 7,
+            ..WorkloadConfig::default()
+        },
+    );
+    workload
+        .wait_for_ops(1_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    workload.stop().wait_for_short_ttls();
+    if let Err(err) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&err);
+    }
+    let differences =
+        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
+    if !differences.is_empty() {
+        sync.fail(&compare::format_differences(&differences));
+    }
+    assert_eq!(stat(&source, "sync_full"), 1, "no copy again");
+    sync.stop();
+}
