@@ -166,6 +166,20 @@ pub struct SyncArgs {
     /// The RESP admin port: `redis-cli -p PORT INFO`. `off` disables it; port 0 picks one.
     #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
     pub admin_addr: String,
+    /// The password the admin port asks (`AUTH <password>`) before `CUTOVER`, which pauses
+    /// writes on the source. Without one, `CUTOVER` is refused, unless
+    /// --admin-cutover-without-password on a loopback --admin-addr.
+    #[arg(
+        long,
+        env = "REPLICANT_ADMIN_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub admin_password: Option<String>,
+    /// Allow `CUTOVER` on the admin port without a password (only with a loopback
+    /// --admin-addr: anyone who can reach it can pause the source).
+    #[arg(long)]
+    pub admin_cutover_without_password: bool,
     /// /readyz answers 200 while streaming with the lag at most this many bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub ready_lag: u64,
@@ -412,6 +426,14 @@ pub struct CutoverArgs {
     /// Unpause the source as soon as the destination is ready (abort path, or a rehearsal).
     #[arg(long)]
     pub resume_source: bool,
+    /// The sync's --admin-password (sent with AUTH before CUTOVER).
+    #[arg(
+        long,
+        env = "REPLICANT_ADMIN_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub admin_password: Option<String>,
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ pub async fn run(a: &CutoverArgs) -> Result<(), Fatal> {
     let wait = Duration::from_secs(a.pause_timeout + 30);
     let mut asks = tokio::task::JoinSet::new();
     for (i, admin) in a.admin.iter().enumerate() {
-        let (admin, args) = (admin.clone(), args.clone());
-        asks.spawn(async move { (i, ask(&admin, &args, wait).await) });
+        let (admin, args, pass) = (admin.clone(), args.clone(), a.admin_password.clone());
+        asks.spawn(async move { (i, ask(&admin, &args, pass.as_deref(), wait).await) });
     }
     let mut answers: Vec<Option<Result<String, String>>> = vec![None; a.admin.len()];
     while let Some(done) = asks.join_next().await {
@@ -66,7 +66,13 @@ pub async fn run(a: &CutoverArgs) -> Result<(), Fatal> {
     for (admin, r) in a.admin.iter().zip(&answers) {
         match r {
             Ok(_) if !a.resume_source => {
-                let resumed = ask(admin, &["CUTOVER".into(), "RESUME".into()], wait).await;
+                let resumed = ask(
+                    admin,
+                    &["CUTOVER".into(), "RESUME".into()],
+                    a.admin_password.as_deref(),
+                    wait,
+                )
+                .await;
                 lines.push(format!(
                     "{admin}: was ready; {}",
                     resumed.unwrap_or_else(|e| format!("CANNOT RESUME ITS SOURCE: {e}"))
@@ -84,7 +90,12 @@ pub async fn run(a: &CutoverArgs) -> Result<(), Fatal> {
 }
 
 /// One admin port's answer to `args`.
-async fn ask(admin: &str, args: &[String], wait: Duration) -> Result<String, String> {
+async fn ask(
+    admin: &str,
+    args: &[String],
+    password: Option<&str>,
+    wait: Duration,
+) -> Result<String, String> {
     let sock = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(admin))
         .await
         .map_err(|_| format!("admin port {admin}: connect timed out"))?
@@ -94,6 +105,15 @@ async fn ask(admin: &str, args: &[String], wait: Duration) -> Result<String, Str
             )
         })?;
     let mut conn = Conn::new(sock);
+    if let Some(pass) = password {
+        let r = tokio::time::timeout(Duration::from_secs(10), conn.call(&["AUTH", pass]))
+            .await
+            .map_err(|_| format!("admin port {admin}: no answer to AUTH"))?
+            .map_err(|e| format!("admin port {admin}: {e}"))?;
+        if let Some(e) = frame_error(&r) {
+            return Err(format!("admin port {admin}: AUTH refused: {e}"));
+        }
+    }
     let reply = tokio::time::timeout(wait, conn.call(args))
         .await
         .map_err(|_| format!("admin port {admin}: no answer from the sync in time"))?

@@ -29,7 +29,15 @@ pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Warning and error lines of the log a failure shows, at most.
 const FIRST_WARNINGS: usize = 10;
 /// The environment variables that carry passwords.
-const PASSWORD_VARS: [&str; 2] = ["REPLICANT_SOURCE_PASSWORD", "REPLICANT_TARGET_PASSWORD"];
+const PASSWORD_VARS: [&str; 3] = [
+    "REPLICANT_SOURCE_PASSWORD",
+    "REPLICANT_TARGET_PASSWORD",
+    "REPLICANT_ADMIN_PASSWORD",
+];
+
+/// The admin port's password every process gets (`REPLICANT_ADMIN_PASSWORD`) unless a test
+/// sets its own: `sync` asks it before CUTOVER, `replicant cutover` sends it.
+pub const ADMIN_PASSWORD: &str = "replicant-tests-admin";
 
 /// The `replicant` binary; panics with what to do if it has not been built.
 pub fn binary() -> PathBuf {
@@ -400,6 +408,7 @@ impl Process {
         for name in PASSWORD_VARS {
             command.env_remove(name);
         }
+        command.env("REPLICANT_ADMIN_PASSWORD", ADMIN_PASSWORD);
         // replicant reads its log filter from RUST_LOG: the runner's own must not change what
         // the tests see on stderr. REPLICANT_TESTS_LOG passes one on, for debugging.
         command.env_remove("RUST_LOG");

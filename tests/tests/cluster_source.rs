@@ -159,7 +159,7 @@ fn more_writes(workload: &ShardedWorkload, n: u64) {
 
 /// `args` on the admin port `admin`, its answer as text.
 fn admin_call(admin: &str, args: &[&str]) -> String {
-    let mut con = redis::Client::open(format!("redis://{admin}"))
+    let mut con = redis::Client::open(format!("redis://:{}@{admin}", replicant::ADMIN_PASSWORD))
         .and_then(|c| c.get_connection())
         .expect("admin port");
     redis::cmd(args[0])

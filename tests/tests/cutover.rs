@@ -135,3 +135,86 @@ fn cutover_under_load_is_ready_and_equal_then_resumes() {
     }
     sync.stop();
 }
+
+/// One command on the admin port `admin` (after `AUTH password` when given): the reply, or
+/// the error's text.
+fn admin_reply(admin: &str, password: Option<&str>, args: &[&str]) -> Result<String, String> {
+    let mut con = redis::Client::open(format!("redis://{admin}"))
+        .and_then(|c| c.get_connection())
+        .expect("admin port");
+    if let Some(p) = password {
+        let _: String = redis::cmd("AUTH")
+            .arg(p)
+            .query(&mut con)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query::<String>(&mut con).map_err(|e| e.to_string())
+}
+
+/// CUTOVER pauses the source: the admin port asks for `--admin-password` first, refuses it
+/// without a password unless the operator opted in on a loopback address, and logs who asked.
+#[test]
+fn cutover_on_the_admin_port_needs_its_password() {
+    let source = RedisServer::start();
+    let target = RedisServer::start();
+    let mut sync = SyncProcess::start(&source.url(), &target.url());
+    let admin = sync.admin_addr(TIMEOUT);
+    let no_auth = admin_reply(&admin, None, &["CUTOVER", "RESUME"]).expect_err("refused");
+    assert!(no_auth.contains("NOAUTH"), "{no_auth}");
+    let wrong = admin_reply(&admin, Some("not it"), &["CUTOVER", "RESUME"]).expect_err("refused");
+    assert!(wrong.contains("WRONGPASS"), "{wrong}");
+    // INFO stays open (read only).
+    assert!(admin_reply(&admin, None, &["INFO", "cutover"]).is_ok());
+    let ok = admin_reply(
+        &admin,
+        Some(replicant::ADMIN_PASSWORD),
+        &["CUTOVER", "RESUME"],
+    );
+    assert_eq!(ok.as_deref(), Ok("source=resumed"));
+    let log = sync.stop();
+    assert!(
+        log.contains("CUTOVER asked on the admin port"),
+        "who asked is logged"
+    );
+    assert!(log.contains("peer=127.0.0.1:"), "with the peer's address");
+
+    // No password at all: refused, whoever asks.
+    let mut sync = SyncProcess::builder(&source.url(), &target.url())
+        .env("REPLICANT_ADMIN_PASSWORD", "")
+        .start();
+    let admin = sync.admin_addr(TIMEOUT);
+    let open = admin_reply(&admin, None, &["CUTOVER", "RESUME"]).expect_err("refused");
+    assert!(open.contains("--admin-password"), "{open}");
+    sync.stop();
+    // The opt-in on a loopback address allows it.
+    let mut sync = SyncProcess::builder(&source.url(), &target.url())
+        .env("REPLICANT_ADMIN_PASSWORD", "")
+        .arg("--admin-cutover-without-password")
+        .start();
+    let admin = sync.admin_addr(TIMEOUT);
+    let ok = admin_reply(&admin, None, &["CUTOVER", "RESUME"]);
+    assert_eq!(ok.as_deref(), Ok("source=resumed"));
+    sync.stop();
+    // The opt-in on an address others may reach: the run does not start.
+    let out = replicant::run(
+        &[
+            "sync",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--admin-addr",
+            "0.0.0.0:0",
+            "--admin-cutover-without-password",
+        ]
+        .map(OsString::from),
+        &[("REPLICANT_ADMIN_PASSWORD", "")],
+        TIMEOUT,
+    );
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(out.stderr.contains("loopback"), "{}", out.describe());
+}

@@ -1,7 +1,10 @@
 //! The RESP admin port (`--admin-addr`): `redis-cli -p <port> PING` and `INFO [section]`, the
 //! status in Redis's INFO format (`# Section` headers, `field:value` lines), configuration
-//! included with secrets masked. Requests are read with the same scanner as the replication
-//! stream (bounded: a request larger than 64 KiB closes the connection).
+//! included with secrets masked, and `CUTOVER`, which pauses writes on the source: it needs
+//! `AUTH <--admin-password>` first, or, without a password, the operator's opt-in on a
+//! loopback address; every CUTOVER asked is logged with the peer's address. Requests are read
+//! with the same scanner as the replication stream (bounded: a request larger than 64 KiB
+//! closes the connection).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -30,10 +33,36 @@ pub struct CutoverSource {
     pub timeout: Duration,
 }
 
+/// Who may ask for a CUTOVER.
+#[derive(Debug, Clone, Default)]
+pub struct CutoverAuth {
+    /// `--admin-password`: a session must `AUTH` with it first.
+    pub password: Option<String>,
+    /// No password, and the operator allowed CUTOVER without one (loopback only).
+    pub open: bool,
+}
+
+impl CutoverAuth {
+    /// From the flags; an opt-in on an address others can reach is refused.
+    pub fn new(password: Option<String>, open: bool, addr: &SocketAddr) -> Result<Self, String> {
+        let password = password.filter(|p| !p.is_empty());
+        if open && password.is_none() && !addr.ip().is_loopback() {
+            return Err(format!(
+                "--admin-cutover-without-password needs a loopback --admin-addr, not {addr}: anyone who reaches it could pause the source (set --admin-password instead)"
+            ));
+        }
+        Ok(CutoverAuth {
+            open: open && password.is_none(),
+            password,
+        })
+    }
+}
+
 /// Binds `addr` (an error names it) and serves until `stop`.
 pub async fn serve(
     addr: SocketAddr,
     streams: Arc<Streams>,
+    auth: CutoverAuth,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let listener = TcpListener::bind(addr)
@@ -47,12 +76,13 @@ pub async fn serve(
                 c = listener.accept() => c,
                 _ = stop.cancelled() => return,
             };
-            let Ok((sock, _)) = conn else { continue };
+            let Ok((sock, peer)) = conn else { continue };
             let streams = streams.clone();
             let stop = stop.clone();
+            let auth = auth.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = session(sock, &streams) => {}
+                    _ = session(sock, peer, &streams, &auth) => {}
                     _ = stop.cancelled() => {}
                 }
             });
@@ -60,9 +90,15 @@ pub async fn serve(
     }))
 }
 
-async fn session(mut sock: TcpStream, streams: &Streams) -> std::io::Result<()> {
+async fn session(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    streams: &Streams,
+    auth: &CutoverAuth,
+) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(1024);
     let mut scanner = CommandScanner::default();
+    let mut authed = false;
     loop {
         loop {
             let frame = match scanner.scan(&buf) {
@@ -81,7 +117,31 @@ async fn session(mut sock: TcpStream, streams: &Streams) -> std::io::Result<()> 
                 .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
                 .unwrap_or_default();
             let arg = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+            if name == "CUTOVER" {
+                tracing::warn!(peer = %peer, authenticated = authed, args = %args.iter().skip(1).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" "), "CUTOVER asked on the admin port");
+            }
+            let refused = match (name.as_str(), &auth.password) {
+                ("CUTOVER", Some(_)) if !authed => Some("-NOAUTH CUTOVER needs AUTH <password> first (--admin-password)\r\n"),
+                ("CUTOVER", None) if !auth.open => Some("-NOPERM CUTOVER pauses writes on the source: start sync with --admin-password (or REPLICANT_ADMIN_PASSWORD), or, on a loopback --admin-addr, --admin-cutover-without-password\r\n"),
+                _ => None,
+            };
             let out = match name.as_str() {
+                _ if refused.is_some() => refused.unwrap_or_default().to_string(),
+                "AUTH" => {
+                    // `AUTH <password>` or `AUTH <user> <password>` (the user is not checked).
+                    let given = if args.len() == 3 { arg(2) } else { arg(1) };
+                    match (&auth.password, given) {
+                        (Some(p), Some(g)) if *p == g => {
+                            authed = true;
+                            "+OK\r\n".to_string()
+                        }
+                        (None, _) => "-ERR AUTH: this admin port has no password (--admin-password)\r\n".to_string(),
+                        _ => {
+                            tracing::warn!(peer = %peer, "wrong AUTH on the admin port");
+                            "-WRONGPASS invalid password\r\n".to_string()
+                        }
+                    }
+                }
                 "PING" => match arg(1) {
                     Some(m) => bulk(&m),
                     None => "+PONG\r\n".to_string(),

@@ -371,8 +371,14 @@ async fn start_reports(
         );
     }
     if let Some(addr) = listen_addr(&args.admin_addr, "--admin-addr")? {
+        let auth = admin::CutoverAuth::new(
+            args.admin_password.clone(),
+            args.admin_cutover_without_password,
+            &addr,
+        )
+        .map_err(Fatal::other)?;
         tasks.push(
-            admin::serve(addr, streams.clone(), stop.clone())
+            admin::serve(addr, streams.clone(), auth, stop.clone())
                 .await
                 .map_err(Fatal::other)?,
         );
