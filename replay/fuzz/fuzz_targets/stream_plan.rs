@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use replay::cluster::commands::CommandTable;
-use replay::pipeline::{Batch, Stage, StreamStage, Step};
+use replay::pipeline::{Batch, Stage, Step, StreamStage};
 use replay::plan::slots::{DbMap, SlotPlanner};
 use replay::plan::stream::StreamState;
 
