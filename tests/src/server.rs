@@ -452,6 +452,16 @@ pub fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
 /// Another server version for the tests that need one: the binary `$var` names, else
 /// `../shared/servers/<dir>/<file>` beside the repository (built from public sources, never
 /// committed); `None` when neither is there (the test then says it is skipped, by name).
+/// Sends `sig` (`-STOP`, `-CONT`, …) to the process `pid` with `kill`; panics if it fails.
+pub fn signal(sig: &str, pid: u32) {
+    let ok = Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
 /// The major version of a server binary (`--version`: `… v=7.0.15 …`); 0 if unreadable.
 pub fn major_version(binary: &Path) -> u32 {
     Command::new(binary)

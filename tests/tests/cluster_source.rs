@@ -20,7 +20,7 @@ use replicant_tests::cluster::RedisCluster;
 use replicant_tests::compare::{self, CompareOptions};
 use replicant_tests::heavy_test_guard;
 use replicant_tests::replicant::{self, SyncProcess};
-use replicant_tests::server::RedisServer;
+use replicant_tests::server::{self, RedisServer};
 use replicant_tests::wait::{self, Check};
 use replicant_tests::workload::sharded::ShardedWorkload;
 
@@ -587,16 +587,8 @@ fn a_shard_that_must_be_copied_again_is_copied_alone() {
     barrier_links(&source, &mut procs, 3);
     // replicant stopped (SIGSTOP) while its link to the shard is cut and the shard's backlog
     // overrun: once it goes on, its PSYNC finds its offset gone.
-    let signal = |sig: &str, pid: u32| {
-        let ok = std::process::Command::new("kill")
-            .arg(sig)
-            .arg(pid.to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill {sig} {pid}");
-    };
     let pid = procs[0].pid();
-    signal("-STOP", pid);
+    server::signal("-STOP", pid);
     let _: redis::RedisResult<u64> = redis::cmd("CLIENT")
         .arg(&["KILL", "TYPE", "replica"])
         .query(&mut con);
@@ -609,7 +601,7 @@ fn a_shard_that_must_be_copied_again_is_copied_alone() {
             .query(&mut con)
             .expect("SET");
     }
-    signal("-CONT", pid);
+    server::signal("-CONT", pid);
     wait_until(&mut procs, "the shard to be copied again", |p| {
         p[0].log()
             .contains("removing the destination's keys of the shard's slots")

@@ -12,20 +12,24 @@ use replicant_tests::barrier;
 use replicant_tests::compare::{self, CompareOptions};
 use replicant_tests::heavy_test_guard;
 use replicant_tests::replicant::SyncProcess;
-use replicant_tests::server::RedisServer;
+use replicant_tests::server::{signal, RedisServer};
 use replicant_tests::workload::{Workload, WorkloadConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 /// How long the node stays stopped.
 const STOPPED: Duration = Duration::from_secs(45);
 
-fn signal(sig: &str, pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .arg(sig)
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {pid}");
+/// Keeps the process `pid` stopped until the fault has lasted [`STOPPED`] (replicant must
+/// stay up meanwhile), then lets it go on.
+fn resume_after_the_fault(sync: &mut SyncProcess, pid: u32, stopped_at: Instant) {
+    while stopped_at.elapsed() < STOPPED {
+        if let Err(err) = sync.check_running() {
+            signal("-CONT", pid);
+            sync.fail(&err);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal("-CONT", pid);
 }
 
 /// Waits until replicant's log holds `marker`, or fails the run.
@@ -75,14 +79,7 @@ fn a_destination_stopped_for_45_s_loses_and_doubles_nothing() {
     );
     let detected = stopped_at.elapsed();
     // The fault lasts its full length, the writes going on meanwhile.
-    while stopped_at.elapsed() < STOPPED {
-        if let Err(err) = sync.check_running() {
-            signal("-CONT", target.pid());
-            sync.fail(&err);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    signal("-CONT", target.pid());
+    resume_after_the_fault(&mut sync, target.pid(), stopped_at);
     wait_for_log(&mut sync, "the destination answers again", TIMEOUT);
     workload
         .wait_for_ops(workload.ops() + 1_000, TIMEOUT)
@@ -134,14 +131,7 @@ fn a_source_stopped_for_45_s_is_followed_again_by_psync() {
     signal("-STOP", source.pid());
     let stopped_at = Instant::now();
     wait_for_log(&mut sync, "lost the source link", Duration::from_secs(30));
-    while stopped_at.elapsed() < STOPPED {
-        if let Err(err) = sync.check_running() {
-            signal("-CONT", source.pid());
-            sync.fail(&err);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    signal("-CONT", source.pid());
+    resume_after_the_fault(&mut sync, source.pid(), stopped_at);
     let deadline = Instant::now() + TIMEOUT;
     while stat(&source, "sync_partial_ok") <= partial_before {
         if Instant::now() > deadline {
