@@ -295,6 +295,27 @@ impl SyncProcess {
         }
     }
 
+    /// The sync barrier on `source` (within `timeout`), then `target` must equal it key by key
+    /// (a live comparison); else this run fails with the differences and its log.
+    pub fn synced_and_equal(
+        &mut self,
+        source: &crate::server::RedisServer,
+        target: &impl crate::compare::Compared,
+        timeout: Duration,
+    ) {
+        if let Err(err) = crate::barrier::wait_for_sync(source, timeout, || self.check_running()) {
+            self.fail(&err);
+        }
+        let differences = crate::compare::dataset_differences_with(
+            source,
+            target,
+            crate::compare::CompareOptions::live_replication(),
+        );
+        if !differences.is_empty() {
+            self.fail(&crate::compare::format_differences(&differences));
+        }
+    }
+
     /// Panics with `message`, the first warnings and errors of the log (a loop that repeats
     /// one line pushes its cause out of the tail) and the tail: for failures during a sync.
     pub fn fail(&self, message: &str) -> ! {

@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use replicant_tests::barrier;
-use replicant_tests::compare::{self, CompareOptions};
 use replicant_tests::heavy_test_guard;
 use replicant_tests::replicant::SyncProcess;
 use replicant_tests::server::{signal, RedisServer};
@@ -86,14 +85,7 @@ fn a_destination_stopped_for_45_s_loses_and_doubles_nothing() {
         .unwrap_or_else(|e| panic!("{e}"));
     let report = workload.stop();
     report.wait_for_short_ttls();
-    if let Err(err) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
-        sync.fail(&err);
-    }
-    let differences =
-        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
-    if !differences.is_empty() {
-        sync.fail(&compare::format_differences(&differences));
-    }
+    sync.synced_and_equal(&source, &target, TIMEOUT);
     if let Err(err) = sync.check_running() {
         sync.fail(&err);
     }
@@ -153,14 +145,7 @@ fn a_source_stopped_for_45_s_is_followed_again_by_psync() {
         .wait_for_ops(1_000, TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     workload.stop().wait_for_short_ttls();
-    if let Err(err) = barrier::wait_for_sync(&source, TIMEOUT, || sync.check_running()) {
-        sync.fail(&err);
-    }
-    let differences =
-        compare::dataset_differences_with(&source, &target, CompareOptions::live_replication());
-    if !differences.is_empty() {
-        sync.fail(&compare::format_differences(&differences));
-    }
+    sync.synced_and_equal(&source, &target, TIMEOUT);
     assert_eq!(stat(&source, "sync_full"), 1, "no copy again");
     sync.stop();
 }

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use replicant_tests::barrier;
-use replicant_tests::compare::{self, CompareOptions};
 use replicant_tests::heavy_test_guard;
 use replicant_tests::replicant::SyncProcess;
 use replicant_tests::server::{self, RedisServer};
@@ -88,7 +87,7 @@ fn approximate_trims_with_limit_are_replayed_and_the_run_goes_on() {
         .arg("1")
         .query(&mut con)
         .expect("SET");
-    synced_and_equal(&source, &target, &mut sync);
+    sync.synced_and_equal(&source, &target, TIMEOUT);
     let len: u64 = redis::cmd("XLEN")
         .arg("events")
         .query(&mut target.client())
@@ -187,7 +186,7 @@ fn restores_of_a_newer_rdb_version_in_the_stream_are_planned_again() {
         .arg("REPLACE")
         .query(&mut con)
         .expect("FUNCTION RESTORE");
-    synced_and_equal(&source, &target, &mut sync);
+    sync.synced_and_equal(&source, &target, TIMEOUT);
     let listed: redis::Value = redis::cmd("FUNCTION")
         .arg("LIST")
         .query(&mut target.client())
@@ -283,16 +282,4 @@ fn evalsha_of_a_script_the_destination_lost_runs_from_the_body_seen() {
         sync.fail(&err);
     }
     sync.stop();
-}
-
-/// The sync barrier, then the destination must equal the source (else the run's log says why).
-fn synced_and_equal(source: &RedisServer, target: &RedisServer, sync: &mut SyncProcess) {
-    if let Err(err) = barrier::wait_for_sync(source, TIMEOUT, || sync.check_running()) {
-        sync.fail(&err);
-    }
-    let differences =
-        compare::dataset_differences_with(source, target, CompareOptions::live_replication());
-    if !differences.is_empty() {
-        sync.fail(&compare::format_differences(&differences));
-    }
 }
