@@ -4,6 +4,7 @@
 
 pub mod cluster_sink;
 pub mod effect;
+pub mod once;
 pub mod queue;
 pub mod recovery;
 pub mod reply;
