@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::effect::{Effects, Failure, Ran, Stage};
+use super::once::{self, Ledger, StateKeys};
 use super::recovery::{Recovery, Returned};
 use super::writer::{Writer, WriterConfig};
 use super::{probe, DestError, Progress};
@@ -106,6 +107,13 @@ pub struct ClusterSink {
     effects: Effects,
     /// How many so far.
     pub cross_slot: u64,
+    /// Exactly-once delivery: the state keys, and (once the stream started) the record.
+    once_keys: Option<StateKeys>,
+    ledger: Option<Ledger>,
+    /// The part of a source transaction whose EXEC has not arrived yet.
+    open_tx: Vec<Op>,
+    /// Each master's lowest slot (where its keyless commands are recorded).
+    homes: Vec<u16>,
 }
 
 impl ClusterSink {
@@ -129,6 +137,10 @@ impl ClusterSink {
             template,
             recoveries: 0,
             cross_slot: 0,
+            once_keys: None,
+            ledger: None,
+            open_tx: Vec::new(),
+            homes: Vec::new(),
         };
         sink.adopt(topo).await?;
         Ok(sink)
@@ -143,9 +155,110 @@ impl ClusterSink {
         if self.needs_recovery() {
             self.recover().await?;
         }
+        let ops = match self.ledger.is_some() {
+            true => {
+                let mut ops = once::wrap::complete(&mut self.open_tx, ops);
+                once::wrap::stamp(&mut ops);
+                ops
+            }
+            false => ops,
+        };
         let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
         self.router.route(ops, &mut out)?;
+        if let Some(l) = self.ledger.as_mut() {
+            for (batch, home) in out.iter_mut().zip(&self.homes) {
+                *batch = l.wrap(std::mem::take(batch), *home);
+            }
+        }
         self.dispatch(out).await;
+        Ok(())
+    }
+
+    /// Delivers the stream exactly once, recorded in `keys` (`None`: at least once).
+    pub fn set_exactly_once(&mut self, keys: Option<StateKeys>) {
+        self.once_keys = keys;
+    }
+
+    /// The record of exactly-once delivery, once a stream started.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_ref()
+    }
+
+    /// A stream of `replid` starts at `offset` (see [`super::SingleSink::begin_stream`]): each
+    /// slot's record is read back from the master that owns it.
+    pub async fn begin_stream(
+        &mut self,
+        replid: &str,
+        offset: u64,
+        read_back: bool,
+    ) -> Result<(), DestError> {
+        let Some(keys) = self.once_keys.clone() else {
+            return Ok(());
+        };
+        if self
+            .ledger
+            .as_ref()
+            .is_some_and(|l| l.replid == replid.as_bytes() && read_back)
+        {
+            return Ok(());
+        }
+        let mut ledger = Ledger::new(keys, replid, offset, true);
+        if read_back {
+            let topo = self.router.topology().clone();
+            once::read::read_cluster(
+                &self.seed,
+                &topo,
+                self.template.connect_timeout,
+                &mut ledger,
+                None,
+            )
+            .await?;
+            let (ahead, slots) = ledger.ahead();
+            if ahead > offset {
+                tracing::info!(checkpoint = offset, destination = ahead, slots, "the destination holds more of the stream than the checkpoint says: the destination wins, what it holds is not sent again");
+            }
+        }
+        self.open_tx.clear();
+        self.ledger = Some(ledger);
+        Ok(())
+    }
+
+    /// A snapshot follows: nothing is recorded until the next stream.
+    pub fn end_stream(&mut self) {
+        self.ledger = None;
+        self.open_tx.clear();
+    }
+
+    /// With exactly-once delivery, after a lost connection: leaves out of `items` the blocks
+    /// the destination applied (their replies were lost), from the records read back now.
+    async fn sent_before(&mut self, items: &mut Vec<(Command, Returned)>) -> Result<(), DestError> {
+        let Some(ledger) = self.ledger.as_mut() else {
+            return Ok(());
+        };
+        if !items.iter().any(|(_, why)| *why == Returned::Lost) {
+            return Ok(());
+        }
+        let cmds: Vec<&Command> = items.iter().map(|(c, _)| c).collect();
+        let slots = ledger.slots_of(&cmds);
+        let topo = self.router.topology().clone();
+        once::read::read_cluster(
+            &self.seed,
+            &topo,
+            self.template.connect_timeout,
+            ledger,
+            Some(&slots),
+        )
+        .await?;
+        let keep = ledger.keep(&cmds);
+        let before = items.len();
+        let mut k = keep.into_iter();
+        items.retain(|_| k.next().unwrap_or(true));
+        if items.len() < before {
+            tracing::info!(
+                commands = before - items.len(),
+                "the destination applied these before the connection was lost: not sent again"
+            );
+        }
         Ok(())
     }
 
@@ -158,6 +271,20 @@ impl ClusterSink {
     /// before it is applied ([`super::effect`]); what the cluster does meanwhile (MOVED, a
     /// failover) is waited out within `--retry-errors`.
     pub async fn apply_cross_slot(&mut self, c: &CrossSlot) -> Result<(), DestError> {
+        if !self.open_tx.is_empty() {
+            // A source transaction with a write across slots in it: what came before that
+            // write goes first, outside any record (at least once, for this transaction).
+            tracing::warn!("a source transaction holds a write across slots: its commands before that write are applied without a record (at least once)");
+            let ops: Vec<Op> = std::mem::take(&mut self.open_tx)
+                .into_iter()
+                .filter(
+                    |op| !matches!(op, Op::Cmd(c) if c.is_named(b"MULTI") || c.is_named(b"EXEC")),
+                )
+                .collect();
+            let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
+            self.router.route(ops, &mut out)?;
+            self.dispatch(out).await;
+        }
         self.drain().await?;
         let deadline = Instant::now() + self.template.retry_errors;
         let mut stage = Stage::Keys;
@@ -333,6 +460,11 @@ impl ClusterSink {
                 continue;
             }
             dead = false;
+            if let Err(e) = self.sent_before(&mut items).await {
+                tracing::warn!(error = %e, round, "cannot read the applied offsets back yet; retrying");
+                self.carry = items;
+                continue;
+            }
             let mut out: Vec<Vec<Op>> = self.writers.iter().map(|_| Vec::new()).collect();
             // A transaction handed back may still be open on one of the connections.
             if self.recovery.take_discard() {
@@ -456,6 +588,14 @@ impl ClusterSink {
             .set(writers.iter().map(|(_, w)| w.progress().clone()).collect());
         self.refused = writers.iter().map(|_| Vec::new()).collect();
         self.writers = writers;
+        self.homes = (0..topo.masters.len())
+            .map(|m| {
+                topo.owner
+                    .iter()
+                    .position(|o| *o == Some(m))
+                    .map_or(0, |s| s as u16)
+            })
+            .collect();
         self.router.set_topology(topo);
         Ok(())
     }

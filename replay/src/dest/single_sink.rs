@@ -5,14 +5,16 @@
 //! off (reconnecting if the connection is gone), and sends them again in their original order,
 //! each in the db it was sent in, before anything new. Applied offsets are frozen meanwhile.
 //!
-//! Sending again is at-least-once: a command whose connection died before its reply may have
-//! been applied.
+//! Sending again is at-least-once, unless the sink delivers exactly once ([`super::once`]):
+//! then the stream goes out in recorded blocks, and after a lost connection the record is read
+//! back first, and a block the destination applied is not sent again.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cluster_sink::Applied;
+use super::once::{self, Ledger, StateKeys};
 use super::recovery::{returned_kind, Recovery, Returned};
 use super::writer::{Writer, WriterConfig};
 use super::{DestError, OpSender, Progress, SinkError};
@@ -36,6 +38,11 @@ pub struct SingleSink {
     refused: Vec<Command>,
     /// Recoveries so far.
     pub recoveries: u64,
+    /// Exactly-once delivery: the state keys, and (once the stream started) the record.
+    once_keys: Option<StateKeys>,
+    ledger: Option<Ledger>,
+    /// The part of a source transaction whose EXEC has not arrived yet.
+    carry: Vec<Op>,
 }
 
 impl SingleSink {
@@ -56,7 +63,59 @@ impl SingleSink {
             last: None,
             refused: Vec::new(),
             recoveries: 0,
+            once_keys: None,
+            ledger: None,
+            carry: Vec::new(),
         })
+    }
+
+    /// Delivers the stream exactly once, recorded in `keys` (`None`: at least once).
+    pub fn set_exactly_once(&mut self, keys: Option<StateKeys>) {
+        self.once_keys = keys;
+    }
+
+    /// The record of exactly-once delivery, once a stream started.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_ref()
+    }
+
+    /// A stream of `replid` starts at `offset` (everything before it applied). With
+    /// exactly-once delivery and `read_back` (a stream continued, not one after a snapshot),
+    /// what the destination holds beyond `offset` is read back and not sent again.
+    pub async fn begin_stream(
+        &mut self,
+        replid: &str,
+        offset: u64,
+        read_back: bool,
+    ) -> Result<(), DestError> {
+        let Some(keys) = self.once_keys.clone() else {
+            return Ok(());
+        };
+        if self
+            .ledger
+            .as_ref()
+            .is_some_and(|l| l.replid == replid.as_bytes() && read_back)
+        {
+            return Ok(());
+        }
+        let mut ledger = Ledger::new(keys, replid, offset, false);
+        if read_back {
+            once::read::read_single(&self.cfg.endpoint, self.cfg.connect_timeout, &mut ledger)
+                .await?;
+            let (ahead, _) = ledger.ahead();
+            if ahead > offset {
+                tracing::info!(checkpoint = offset, destination = ahead, "the destination holds more of the stream than the checkpoint says: the destination wins, what it holds is not sent again");
+            }
+        }
+        self.carry.clear();
+        self.ledger = Some(ledger);
+        Ok(())
+    }
+
+    /// A snapshot follows: nothing is recorded until the next stream.
+    pub fn end_stream(&mut self) {
+        self.ledger = None;
+        self.carry.clear();
     }
 
     pub fn applied(&self) -> Applied {
@@ -72,6 +131,13 @@ impl SingleSink {
         if self.needs_recovery() {
             self.recover().await?;
         }
+        let ops = match self.ledger.as_mut() {
+            Some(l) => {
+                let ops = once::wrap::complete(&mut self.carry, ops);
+                l.wrap(ops, 0)
+            }
+            None => ops,
+        };
         self.dispatch(ops).await;
         Ok(())
     }
@@ -204,6 +270,9 @@ impl SingleSink {
                 tokio::time::sleep(backoff(round)).await;
             }
             self.wait_ready(started).await?;
+            if dead {
+                self.sent_before(&mut items).await?;
+            }
             // In the db each was meant for, whatever the connection has selected now; then
             // in the db the stream is in.
             let mut ops = Vec::with_capacity(items.len() + 3);
@@ -234,6 +303,29 @@ impl SingleSink {
         self.recovery.unfreeze();
         if let Some(last) = self.last {
             self.dispatch(vec![Op::Mark(last)]).await;
+        }
+        Ok(())
+    }
+
+    /// With exactly-once delivery, after a lost connection: leaves out of `items` the blocks
+    /// the destination applied (their replies were lost), from its record read back now.
+    async fn sent_before(
+        &mut self,
+        items: &mut Vec<(Command, Option<u64>)>,
+    ) -> Result<(), DestError> {
+        let Some(ledger) = self.ledger.as_mut() else {
+            return Ok(());
+        };
+        once::read::read_single(&self.cfg.endpoint, self.cfg.connect_timeout, ledger).await?;
+        let keep = ledger.keep(&items.iter().map(|(c, _)| c).collect::<Vec<_>>());
+        let before = items.len();
+        let mut k = keep.into_iter();
+        items.retain(|_| k.next().unwrap_or(true));
+        if items.len() < before {
+            tracing::info!(
+                commands = before - items.len(),
+                "the destination applied these before the connection was lost: not sent again"
+            );
         }
         Ok(())
     }

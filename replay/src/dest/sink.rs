@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::cluster_sink::{Applied, ClusterSink};
+use super::once::StateKeys;
 use super::single_sink::SingleSink;
 use super::{Closed, DestError};
 use crate::cluster::RouteError;
@@ -64,9 +65,45 @@ impl Sink {
     }
 
     /// Forgets the source offsets seen so far: a new stream starts (after [`Sink::drain`]).
+    /// Nothing is recorded for exactly-once delivery until [`Sink::begin_stream`].
     pub fn forget_offsets(&mut self) {
-        if let Sink::Cluster(c) = self {
-            c.forget_offsets();
+        match self {
+            Sink::Single(s) => s.end_stream(),
+            Sink::Cluster(c) => {
+                c.forget_offsets();
+                c.end_stream();
+            }
+        }
+    }
+
+    /// Delivers the stream exactly once, recorded in the state keys `keys` on the destination
+    /// (`None`: at least once). See [`super::once`].
+    pub fn set_exactly_once(&mut self, keys: Option<StateKeys>) {
+        match self {
+            Sink::Single(s) => s.set_exactly_once(keys),
+            Sink::Cluster(c) => c.set_exactly_once(keys),
+        }
+    }
+
+    /// A stream of `replid` starts at `offset`; `read_back`: it continues one (PSYNC), so
+    /// what the destination recorded beyond `offset` is read back and not sent again.
+    pub async fn begin_stream(
+        &mut self,
+        replid: &str,
+        offset: u64,
+        read_back: bool,
+    ) -> Result<(), SinkError> {
+        match self {
+            Sink::Single(s) => Ok(s.begin_stream(replid, offset, read_back).await?),
+            Sink::Cluster(c) => Ok(c.begin_stream(replid, offset, read_back).await?),
+        }
+    }
+
+    /// Commands not sent because the destination held them already (exactly-once delivery).
+    pub fn skipped(&self) -> u64 {
+        match self {
+            Sink::Single(s) => s.ledger().map_or(0, |l| l.skipped),
+            Sink::Cluster(c) => c.ledger().map_or(0, |l| l.skipped),
         }
     }
 
