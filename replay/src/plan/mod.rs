@@ -65,6 +65,7 @@ pub struct RdbPlanner {
     big: Option<Big>,
     /// Keys starting with this are replicant's own (heartbeats): not copied.
     skip_prefix: Option<Bytes>,
+    skip_state: Option<crate::dest::once::StateKeys>,
     pub stats: PlanStats,
 }
 
@@ -87,6 +88,7 @@ impl RdbPlanner {
             db: None,
             big: None,
             skip_prefix: None,
+            skip_state: None,
             stats: PlanStats::default(),
         }
     }
@@ -97,11 +99,21 @@ impl RdbPlanner {
         self
     }
 
+    /// Also skips replicant's state keys (a source that was the destination of a migration).
+    pub fn skip_state(mut self, keys: Option<crate::dest::once::StateKeys>) -> Self {
+        self.skip_state = keys;
+        self
+    }
+
     fn own(&mut self, key: &[u8]) -> bool {
         let own = self
             .skip_prefix
             .as_ref()
-            .is_some_and(|p| key.starts_with(p));
+            .is_some_and(|p| key.starts_with(p))
+            || self
+                .skip_state
+                .as_ref()
+                .is_some_and(|k| k.is_state_key(key));
         if own {
             self.stats.keys_own += 1;
         }

@@ -67,6 +67,9 @@ pub struct StreamState {
     pub own_prefix: Option<Bytes>,
     /// This run's heartbeat key: its timestamps are reported.
     pub own_key: Option<Bytes>,
+    /// replicant's state keys (a source that was the destination of a migration): their
+    /// writes are not forwarded.
+    pub own_state: Option<crate::dest::once::StateKeys>,
     /// The stream is one shard's of a cluster source, and the destination holds the other
     /// shards' keys too: a FLUSHALL/FLUSHDB (which emptied only that shard) cannot be replayed.
     pub scoped: bool,
@@ -109,6 +112,7 @@ impl StreamState {
             frames: 0,
             own_prefix: None,
             own_key: None,
+            own_state: None,
             scoped: false,
             restore: None,
             migrations: false,
@@ -252,7 +256,11 @@ impl StreamState {
     /// A SET of a heartbeat key.
     fn is_own(&self, name: &[u8], arg1: Option<&[u8]>) -> bool {
         match (&self.own_prefix, arg1) {
-            (Some(p), Some(k)) => k.starts_with(p) && name.eq_ignore_ascii_case(b"set"),
+            (Some(p), Some(k)) => {
+                name.eq_ignore_ascii_case(b"set")
+                    && (k.starts_with(p)
+                        || self.own_state.as_ref().is_some_and(|s| s.is_state_key(k)))
+            }
             _ => false,
         }
     }
