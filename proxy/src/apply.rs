@@ -8,6 +8,7 @@ use std::time::Duration;
 use replay::cluster::commands::CommandTable;
 
 use replay::cluster::Router;
+use replay::dest::once::StateKeys;
 use replay::dest::{self, ClusterSink, DestError, SingleSink, Sink, WriterConfig};
 use replay::net::{connect_and_auth, Endpoint};
 use replay::pipeline::Pipeline;
@@ -264,4 +265,83 @@ fn scan_reply(reply: &replay::resp::Frame) -> Option<(String, Vec<bytes::Bytes>)
         })
         .collect();
     Some((cursor, keys))
+}
+
+/// Removes replicant's state keys (`every_stream`: every stream's under `keys`' prefix, else
+/// only `keys`' stream's) from every db of the destination's `nodes` (a standalone server, or
+/// every master of a cluster), by SCAN with MATCH and UNLINK one key at a time (they are in
+/// different slots). How many it removed.
+pub async fn remove_state_keys(
+    nodes: &[Endpoint],
+    keys: &StateKeys,
+    every_stream: bool,
+    timeout: Duration,
+) -> Result<u64, DestError> {
+    let mine = |k: &[u8]| match every_stream {
+        true => keys.is_state_key(k),
+        false => keys.is_stream_key(k),
+    };
+    let refused = |cmd: &str, reply: String| DestError::Refused {
+        cmd: cmd.into(),
+        key: None,
+        reply,
+    };
+    let mut removed = 0u64;
+    for ep in nodes {
+        let mut conn = connect_and_auth(ep, timeout).await?;
+        let info = conn.call(&["INFO", "keyspace"]).await?;
+        if let Some(e) = frame_error(&info) {
+            return Err(refused("INFO keyspace", e));
+        }
+        for db in replay::dest::once::read::keyspace_dbs(&frame_text(&info)) {
+            let r = conn.call(&["SELECT", db.to_string().as_str()]).await?;
+            if let Some(e) = frame_error(&r) {
+                return Err(refused("SELECT", e));
+            }
+            for pattern in keys.patterns() {
+                let mut cursor = "0".to_string();
+                loop {
+                    let args: [&[u8]; 6] = [
+                        b"SCAN",
+                        cursor.as_bytes(),
+                        b"MATCH",
+                        &pattern,
+                        b"COUNT",
+                        b"1000",
+                    ];
+                    let reply = conn.call(&args).await?;
+                    if let Some(e) = frame_error(&reply) {
+                        return Err(refused("SCAN", e));
+                    }
+                    let (next, found) = scan_reply(&reply)
+                        .ok_or_else(|| DestError::Unsupported("SCAN: unexpected reply".into()))?;
+                    for k in found.iter().filter(|k| mine(k)) {
+                        let r = conn.call(&[&b"UNLINK"[..], k]).await?;
+                        if let Some(e) = frame_error(&r) {
+                            return Err(refused("UNLINK", e));
+                        }
+                        removed += 1;
+                    }
+                    if next == "0" {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The servers a destination's keys live on: every master of a cluster, or the server.
+pub async fn key_nodes(ep: &Endpoint, timeout: Duration) -> Result<Vec<Endpoint>, Fatal> {
+    let target = dest::probe(ep, timeout).await.map_err(Fatal::target)?;
+    Ok(match target.cluster {
+        Some(topo) => topo
+            .masters
+            .iter()
+            .map(|m| ep.with_addr(&m.host, m.port))
+            .collect(),
+        None => vec![ep.clone()],
+    })
 }

@@ -50,6 +50,26 @@ pub enum Command {
     /// Compare the source and the target key by key, both ways. Exit status: 0 equal,
     /// 1 different, 2 error.
     Verify(Box<VerifyArgs>),
+    /// Remove replicant's state keys (`<PREFIX>applied…`, `<PREFIX>floor:…`) from the target
+    /// after an abandoned run (a ready cutover removes them itself). Run it once no sync
+    /// writes to the target any more.
+    Cleanup(Box<CleanupArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The destination: redis[s]://[[user]:password@]host[:port], a standalone server or any
+    /// node of a Redis Cluster. The password may instead come from REPLICANT_TARGET_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    #[command(flatten)]
+    pub target_side: TargetSide,
+    /// The sync's --state-key-prefix.
+    #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
+    pub state_key_prefix: String,
+    /// Connect timeout.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub connect_timeout: u64,
 }
 
 /// Options of the destination writer and the planner, shared by `sync` and `load`.
@@ -189,12 +209,32 @@ pub struct SyncArgs {
     /// Heartbeat keys are `<PREFIX>heartbeat:<id>` (never copied to the destination).
     #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
     pub heartbeat_prefix: String,
+    /// `exactly-once`: the stream is applied in transactions that record, on the destination,
+    /// the source offset they complete (`<PREFIX>applied…` keys, see --state-key-prefix); after
+    /// a restart, a lost connection or a destination failover, what the destination holds is
+    /// read back and never applied twice. `at-least-once`: plain pipelined writes; a restart
+    /// may apply again what was in flight (counters counted twice, list elements doubled).
+    #[arg(long, value_enum, default_value_t = Delivery::ExactlyOnce, value_name = "MODE")]
+    pub delivery: Delivery,
+    /// replicant's state keys on the destination are `<PREFIX>applied`,
+    /// `<PREFIX>applied:{tag}` and `<PREFIX>floor:{tag}` (with `shard-<slot>:` after the
+    /// prefix for each shard of a cluster source). Never copied or compared; removed by a
+    /// ready cutover and by `replicant cleanup`.
+    #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
+    pub state_key_prefix: String,
     /// Do not run the checks of `replicant check` before syncing (a failing one stops the run).
     #[arg(long)]
     pub skip_check: bool,
     /// A summary line every this many seconds (0: none).
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub status_interval: u64,
+}
+
+/// How the stream is delivered to the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Delivery {
+    ExactlyOnce,
+    AtLeastOnce,
 }
 
 /// Which node of a source shard the link reads.
@@ -283,6 +323,9 @@ pub struct VerifyArgs {
     /// replicant's heartbeat keys on the source, `<PREFIX>heartbeat:*`, are not compared.
     #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
     pub heartbeat_prefix: String,
+    /// replicant's state keys on the target (the sync's --state-key-prefix) are not compared.
+    #[arg(long, default_value = "replicant:", value_name = "PREFIX")]
+    pub state_key_prefix: String,
 }
 
 /// How much of each key `verify` compares.

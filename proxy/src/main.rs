@@ -10,11 +10,13 @@
 //! - `spool`: the buffer (memory, then disk) between the source socket and the planner.
 //! - `state`: the state directory and its checkpoint, for continuing after a restart.
 //! - `status`: what the run reports: metrics, health, the admin port, heartbeats, summaries.
-//! - `sync`, `load`: the two commands that write; `verify`: the comparison of both sides.
+//! - `sync`, `load`: the two commands that write; `verify`: the comparison of both sides;
+//!   `cleanup`: removes replicant's state keys from a destination.
 #![forbid(unsafe_code)]
 
 mod apply;
 mod check;
+mod cleanup;
 mod cli;
 mod config;
 mod cutover;
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
             cli::Command::Check(a) => (check::run(&a).await, 2),
             cli::Command::Cutover(a) => (cutover::run(&a).await.map(|()| 0), 1),
             cli::Command::Load(a) => (load::run(*a, stop).await.map(|()| 0), 1),
+            cli::Command::Cleanup(a) => (cleanup::run(&a).await.map(|()| 0), 1),
             // 0 equal, 1 different, 2 could not tell (an error).
             cli::Command::Verify(a) => {
                 (verify::run(*a, stop).await.map(|equal| u8::from(!equal)), 2)

@@ -77,6 +77,8 @@ pub struct Session {
     /// For metrics, INFO and the summary line.
     pub status: Arc<Status>,
     pub heartbeats: Arc<Heartbeats>,
+    /// replicant's state keys on the destination (never copied back from a source).
+    pub state_keys: replay::dest::once::StateKeys,
 }
 
 /// A link past the handshake: at the start of the RDB, or (continuing) of the stream.
@@ -253,6 +255,15 @@ impl Link {
             run.status.partial_resyncs.fetch_add(1, Ordering::Relaxed);
             run.checkpoint.position.set_replid(&self.resync.replid);
         }
+        // Exactly-once delivery: after a snapshot the stream starts from it; a continued
+        // stream first reads back what the destination recorded beyond the checkpoint.
+        tx.begin_stream(
+            &self.resync.replid,
+            self.resync.offset,
+            self.transfer.is_none(),
+        )
+        .await
+        .map_err(sink_error)?;
         run.status.set_phase(Phase::Streaming);
         run.ack.streaming.store(true, Ordering::Release);
         run.ack.now.notify_one();
@@ -262,6 +273,7 @@ impl Link {
             .unwrap_or_else(|| StreamState::new(self.resync.offset));
         st.own_prefix = Some(run.heartbeats.prefix.clone());
         st.own_key = Some(run.heartbeats.key.clone());
+        st.own_state = Some(run.state_keys.clone());
         st.scoped = run.shard.is_some();
         st.migrations = run.migrations.is_some();
         for body in snapshot_scripts {
@@ -373,8 +385,9 @@ impl Link {
         own: bytes::Bytes,
     ) -> Result<Option<PlanStats>, SourceError> {
         let status = &run.status;
-        let planner =
-            RdbPlanner::new(run.caps, self.cfg.restore_max, self.cfg.batch).skip_prefix(Some(own));
+        let planner = RdbPlanner::new(run.caps, self.cfg.restore_max, self.cfg.batch)
+            .skip_prefix(Some(own))
+            .skip_state(Some(run.state_keys.clone()));
         let mut stage = SnapshotStage::new(self.cfg.limits, planner);
         let mut feed = LinkFeed {
             spool: &mut self.spool,

@@ -200,6 +200,24 @@ async fn cut(
         "ready offset={offset} paused_ms={:.1} ",
         waited.as_secs_f64() * 1000.0
     );
+    if !req.resume {
+        // The applications move to the destination now: replicant's records go.
+        if let Some((nodes, keys)) = status.state_keys.get() {
+            match crate::apply::remove_state_keys(nodes, keys, false, timeout).await {
+                Ok(n) => {
+                    tracing::info!(
+                        removed = n,
+                        "cutover: replicant's state keys removed from the destination"
+                    );
+                    text.push_str(&format!("state_keys_removed={n} "));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cutover: cannot remove replicant's state keys from the destination; `replicant cleanup` removes them");
+                    text.push_str("state_keys_removed=failed ");
+                }
+            }
+        }
+    }
     if req.resume {
         let r = conn.call(&["CLIENT", "UNPAUSE"]).await;
         if let Ok(Some(e)) = r.as_ref().map(frame_error) {

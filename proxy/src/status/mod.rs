@@ -90,6 +90,10 @@ pub struct Status {
     pub ready_lag: u64,
     pub spool_max: u64,
     pub cutover: cutover::Cutover,
+    /// Where replicant's state keys are (the destination's key nodes, their names), for a
+    /// ready cutover to remove them (exactly-once delivery only).
+    pub state_keys:
+        std::sync::OnceLock<(Vec<replay::net::Endpoint>, replay::dest::once::StateKeys)>,
 }
 
 impl Status {
@@ -124,6 +128,7 @@ impl Status {
             ready_lag,
             spool_max,
             cutover: cutover::Cutover::default(),
+            state_keys: std::sync::OnceLock::new(),
         }
     }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use replay::cmd::{Command, Op};
+use replay::dest::once::StateKeys;
 use replay::net::Endpoint;
 use replay::pipeline::Pipeline;
 use replay::plan::slots::DbMap;
@@ -20,7 +21,7 @@ use tracing::Instrument;
 
 use crate::apply::{self, Destination};
 use crate::check;
-use crate::cli::SyncArgs;
+use crate::cli::{Delivery, SyncArgs};
 use crate::config::Side;
 use crate::fatal::Fatal;
 use crate::source::acker::AckState;
@@ -184,6 +185,11 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
     if let replay::dest::Sink::Cluster(c) = &mut sink {
         c.set_scratch_prefix(&args.heartbeat_prefix);
     }
+    let state_keys = state_keys(args, follower.as_ref());
+    if args.delivery == Delivery::ExactlyOnce {
+        sink.set_exactly_once(Some(state_keys.clone()));
+    }
+    let key_nodes = sink.nodes();
     let applied = sink.applied();
     if let Some((m, index)) = &migrations {
         m.register(*index, applied.clone());
@@ -245,6 +251,9 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
             timeout,
         },
     });
+    if args.delivery == Delivery::ExactlyOnce {
+        let _ = status.state_keys.set((key_nodes, state_keys.clone()));
+    }
     let mut side_tasks = Vec::new();
     side_tasks.push(tokio::spawn(heartbeat::run(
         master_at.clone(),
@@ -288,6 +297,7 @@ async fn run_stream(run: StreamRun) -> Result<(), Fatal> {
         migrations,
         status: status.clone(),
         heartbeats,
+        state_keys,
     };
     // Where the stream stands, kept across reconnections so that the source can continue it.
     let mut stream: Option<StreamState> = None;
@@ -472,4 +482,14 @@ fn check_source_dbs(source: &SourceInfo, dbs: &DbMap) -> Result<(), Fatal> {
         "the destination is a Redis Cluster, which has only db 0, and the source has keys in db {}; map them with --db-map {example}:0 (one SRC:0 per db) or --all-dbs-to 0",
         list.join(", ")
     )))
+}
+
+/// The state keys of this stream on the destination (one set per shard of a cluster source,
+/// named by the shard's lowest slot).
+fn state_keys(args: &SyncArgs, follower: Option<&ShardFollower>) -> StateKeys {
+    let stream = follower
+        .and_then(|f| f.shard.slot_set().iter().position(|s| *s))
+        .map(|slot| format!("shard-{slot}:"))
+        .unwrap_or_default();
+    StateKeys::for_stream(&args.state_key_prefix, &stream)
 }

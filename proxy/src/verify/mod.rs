@@ -76,6 +76,7 @@ pub async fn run(args: VerifyArgs, stop: CancellationToken) -> Result<bool, Fata
         report::check_writable(path)?;
     }
     let heartbeat = format!("{}heartbeat:", args.heartbeat_prefix).into_bytes();
+    let state = replay::dest::once::StateKeys::new(&args.state_key_prefix);
     let src_ep = apply::endpoint(&args.source, Which::Source, &args.source_side.flags())?;
     let dst_ep = apply::endpoint(&args.target, Which::Target, &args.target_side.flags())?;
     let timeout = Duration::from_secs(args.connect_timeout.max(1));
@@ -91,6 +92,7 @@ pub async fn run(args: VerifyArgs, stop: CancellationToken) -> Result<bool, Fata
         opts,
         sampler,
         heartbeat,
+        state,
         stats: Stats::default(),
         diffs: DiffSet::default(),
         stop,
@@ -190,6 +192,8 @@ struct Run {
     sampler: Sampler,
     /// Keys starting with this are replicant's heartbeats on the source: not data.
     heartbeat: Vec<u8>,
+    /// replicant's state keys on the target (exactly-once delivery): not data.
+    state: replay::dest::once::StateKeys,
     stats: Stats,
     diffs: DiffSet,
     stop: CancellationToken,
@@ -211,7 +215,7 @@ impl Run {
                 let (next, keys) = self.side(from).scan(node, db, &cursor).await?;
                 let keys: Vec<Bytes> = keys
                     .into_iter()
-                    .filter(|k| !k.starts_with(&self.heartbeat))
+                    .filter(|k| !k.starts_with(&self.heartbeat) && !self.state.is_state_key(k))
                     .collect();
                 self.stats.scanned[i] += keys.len() as u64;
                 let keys: Vec<Bytes> = keys.into_iter().filter(|k| self.sampler.picks(k)).collect();
