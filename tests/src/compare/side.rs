@@ -193,17 +193,26 @@ impl<'a> Side<'a> {
 /// the dataset.
 pub const HEARTBEAT_PREFIX: &[u8] = b"replicant:heartbeat:";
 
+/// replicant's state keys on a destination (exactly-once delivery records the source offset
+/// there, under the default `--state-key-prefix`): not part of the dataset either.
+pub const STATE_PREFIXES: [&[u8]; 3] = [
+    b"replicant:applied",
+    b"replicant:floor:",
+    b"replicant:shard-",
+];
+
+/// Whether `key` is one of replicant's own (a heartbeat or a state key).
+pub fn is_replicant_key(key: &[u8]) -> bool {
+    key.starts_with(HEARTBEAT_PREFIX) || STATE_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
 fn scan_keys(con: &mut Connection) -> BTreeSet<Vec<u8>> {
     let mut keys = BTreeSet::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, batch): (u64, Vec<Vec<u8>>) =
             query(con, redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000));
-        keys.extend(
-            batch
-                .into_iter()
-                .filter(|k| !k.starts_with(HEARTBEAT_PREFIX)),
-        );
+        keys.extend(batch.into_iter().filter(|k| !is_replicant_key(k)));
         if next == 0 {
             return keys;
         }
