@@ -75,12 +75,15 @@ pub async fn read_single(
         let mut cmds = Vec::new();
         for db in keyspace_dbs(&frame_text(&info)) {
             cmds.push(Command::new(&["SELECT", db.to_string().as_str()]));
-            cmds.push(Command::new(&[&b"GET"[..], &key]));
+            cmds.push(Command::new(&[&b"MGET"[..], &key]));
         }
-        let replies = pipelined(&mut conn, &cmds, "GET (the applied offset)").await?;
+        let replies = pipelined(&mut conn, &cmds, "MGET (the applied offset)").await?;
         Ok(replies
             .iter()
-            .filter_map(|f| decode(bulk(f)?, &ledger.replid))
+            .filter_map(|f| match f {
+                Frame::Array(one) => decode(bulk(one.first()?)?, &ledger.replid),
+                _ => None,
+            })
             .max())
     };
     let held = tokio::time::timeout(timeout.saturating_mul(6), read)

@@ -8,6 +8,8 @@
 //! [`Ledger::keep`] is given back after a lost connection are sent again only where the
 //! destination did not apply their block.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use super::{decode, encode, Ledger};
@@ -46,6 +48,9 @@ pub fn stamp(ops: &mut [Op]) {
     }
 }
 
+/// A block given back, being read: its commands' indexes, and the record it writes.
+type GivenBack = (Vec<usize>, Option<(u16, u64)>);
+
 /// One block being built.
 struct Block {
     slot: u16,
@@ -79,6 +84,8 @@ impl Ledger {
         }
         let mut out = Vec::with_capacity(ops.len() + 8);
         let mut open: Vec<Block> = Vec::new();
+        // Where each slot's block is in `open`.
+        let mut at: HashMap<u16, usize> = HashMap::new();
         for (op, done) in ops.into_iter().zip(done) {
             let Op::Cmd(mut c) = op else { continue };
             if c.is_named(b"MULTI") || c.is_named(b"EXEC") {
@@ -100,6 +107,7 @@ impl Ledger {
                 for b in open.drain(..) {
                     self.close(b, end, &mut out);
                 }
+                at.clear();
                 let name = c.describe().0;
                 let flush = name == "FLUSHALL" || name == "FLUSHDB";
                 self.close(
@@ -114,19 +122,16 @@ impl Ledger {
                 );
                 continue;
             }
-            let b = match open.iter().position(|b| b.slot == slot) {
-                Some(i) => &mut open[i],
-                None => {
-                    open.push(Block {
-                        slot,
-                        cmds: Vec::new(),
-                        writes: 0,
-                        flush: false,
-                    });
-                    let last = open.len() - 1;
-                    &mut open[last]
-                }
-            };
+            let i = *at.entry(slot).or_insert_with(|| {
+                open.push(Block {
+                    slot,
+                    cmds: Vec::new(),
+                    writes: 0,
+                    flush: false,
+                });
+                open.len() - 1
+            });
+            let b = &mut open[i];
             b.writes += usize::from(!select);
             b.cmds.push(c);
         }
@@ -176,29 +181,40 @@ impl Ledger {
         Some((slot, decode(value, &self.replid)?))
     }
 
-    /// For commands given back in the order sent: which to send again. A block whose record
-    /// the destination holds (it was applied, the reply was lost) is left out whole; anything
-    /// else is kept.
+    /// For commands given back in the order each connection sent them: which to send again.
+    /// A block whose record the destination holds (it was applied, the reply was lost) is
+    /// left out whole; anything else is kept. Several connections' blocks may be interleaved
+    /// (each hands back as its replies fail): a block is followed by its slot (the route every
+    /// command of a block has).
     pub fn keep(&mut self, cmds: &[&Command]) -> Vec<bool> {
         let mut keep = vec![true; cmds.len()];
-        let mut start = None;
-        let mut rec = None;
+        // Per slot: the block being read (its commands' indexes, the record it writes).
+        let mut open: HashMap<u16, GivenBack> = HashMap::new();
         for (i, c) in cmds.iter().enumerate() {
+            let slot = match c.route {
+                Route::Slot(s) if self.cluster => s,
+                _ => 0,
+            };
             if c.is_named(b"MULTI") {
-                start = Some(i);
-                rec = None;
-            } else if c.is_named(b"EXEC") {
-                if let (Some(s), Some((slot, at))) = (start.take(), rec.take()) {
-                    if at <= self.applied_at(slot) {
-                        keep[s..=i].iter_mut().for_each(|k| *k = false);
+                open.insert(slot, (vec![i], None));
+                continue;
+            }
+            let Some((members, rec)) = open.get_mut(&slot) else {
+                continue;
+            };
+            members.push(i);
+            if c.is_named(b"EXEC") {
+                if let Some((members, Some((at_slot, at)))) = open.remove(&slot) {
+                    if at <= self.applied_at(at_slot) {
                         // MULTI, EXEC and the record are not the source's.
-                        self.skipped += (i - s).saturating_sub(2) as u64;
+                        self.skipped += members.len().saturating_sub(3) as u64;
+                        for m in members {
+                            keep[m] = false;
+                        }
                     }
                 }
-            } else if start.is_some() {
-                if let Some(r) = self.recorded(c) {
-                    rec = Some(r);
-                }
+            } else if let Some(r) = self.recorded(c) {
+                *rec = Some(r);
             }
         }
         keep
