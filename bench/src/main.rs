@@ -171,19 +171,28 @@ pub(crate) fn used_dataset(c: &mut redis::Connection) -> u64 {
         .unwrap_or(0)
 }
 
-/// One round of `stream`: the three ways, one after the other, on the same source.
+/// One round of `stream`: the four ways, one after the other, on the same source (replicant
+/// with the default exactly-once delivery, and with `--delivery at-least-once`).
 struct StreamRound {
     alone: f64,
     native: f64,
     ours: f64,
+    loose: f64,
     native_lag: (u64, u64, u64),
     ours_lag: (u64, u64, u64),
+    loose_lag: (u64, u64, u64),
     cpu_per_m: f64,
+    loose_cpu_per_m: f64,
 }
 
 impl StreamRound {
     fn ops_ratio(&self) -> f64 {
         self.ours / self.native
+    }
+
+    /// Exactly-once against at-least-once: its cost.
+    fn delivery_ratio(&self) -> f64 {
+        self.ours / self.loose
     }
 
     fn lag_ratio(&self) -> f64 {
@@ -209,6 +218,7 @@ fn stream(requests: u64, rounds: usize) {
         for (name, ops, lag) in [
             ("native replica", r.native, r.native_lag),
             ("replicant", r.ours, r.ours_lag),
+            ("replicant --delivery at-least-once", r.loose, r.loose_lag),
         ] {
             println!(
                 "| {n} | {name} | {ops:.0} | {} | {} | {} |",
@@ -220,11 +230,14 @@ fn stream(requests: u64, rounds: usize) {
     }
     for (i, r) in all.iter().enumerate() {
         println!(
-            "round {}: replicant / native: ops/s {:.2}, lag p99 {:.2}; replicant CPU {:.2} s per million commands",
+            "round {}: replicant / native: ops/s {:.2}, lag p99 {:.2}; replicant CPU {:.2} s per million commands; exactly-once / at-least-once: ops/s {:.2}, CPU {:.2} / {:.2} s per million commands",
             i + 1,
             r.ops_ratio(),
             r.lag_ratio(),
-            r.cpu_per_m
+            r.cpu_per_m,
+            r.delivery_ratio(),
+            r.cpu_per_m,
+            r.loose_cpu_per_m
         );
     }
     if rounds > 1 {
@@ -234,7 +247,26 @@ fn stream(requests: u64, rounds: usize) {
             median(all.iter().map(StreamRound::lag_ratio)),
             median(all.iter().map(|r| r.cpu_per_m))
         );
+        println!(
+            "median of {rounds} rounds: exactly-once / at-least-once ops/s {:.2}",
+            median(all.iter().map(StreamRound::delivery_ratio))
+        );
     }
+}
+
+/// Streams `requests` through a replicant started with `more` arguments: source ops/s, lag
+/// (p50, p99, max) and replicant's CPU seconds per million commands.
+fn replicant_round(src: &RedisServer, requests: u64, more: &[&str]) -> (f64, (u64, u64, u64), f64) {
+    let r = Replicant::start_with(src, more);
+    runner::wait_caught_up(src);
+    let cpu0 = r.cost().cpu_seconds.unwrap_or(0.0);
+    let sampler = LagSampler::start(src);
+    let (ops, t) = runner::load(src, requests);
+    let lag = sampler.finish();
+    runner::wait_caught_up(src);
+    let cpu = r.cost().cpu_seconds.unwrap_or(0.0) - cpu0;
+    r.stop();
+    (ops as f64 / t, lag, cpu / (ops as f64 / 1e6))
 }
 
 fn stream_round(src: &RedisServer, requests: u64) -> StreamRound {
@@ -253,23 +285,19 @@ fn stream_round(src: &RedisServer, requests: u64) -> StreamRound {
     }
     drop(replica);
 
-    let r = Replicant::start(src);
-    runner::wait_caught_up(src);
-    let cpu0 = r.cost().cpu_seconds.unwrap_or(0.0);
-    let sampler = LagSampler::start(src);
-    let (ops, t) = runner::load(src, requests);
-    let ours_lag = sampler.finish();
-    runner::wait_caught_up(src);
-    let cpu = r.cost().cpu_seconds.unwrap_or(0.0) - cpu0;
-    let ours = ops as f64 / t;
-    r.stop();
+    let (ours, ours_lag, cpu_per_m) = replicant_round(src, requests, &[]);
+    let (loose, loose_lag, loose_cpu_per_m) =
+        replicant_round(src, requests, &["--delivery", "at-least-once"]);
     StreamRound {
         alone,
         native,
         ours,
+        loose,
         native_lag,
         ours_lag,
-        cpu_per_m: cpu / (ops as f64 / 1e6),
+        loose_lag,
+        cpu_per_m,
+        loose_cpu_per_m,
     }
 }
 

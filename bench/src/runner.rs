@@ -121,6 +121,11 @@ pub struct Replicant {
 
 impl Replicant {
     pub fn start(src: &RedisServer) -> Replicant {
+        Self::start_with(src, &[])
+    }
+
+    /// With more `replicant sync` arguments (after `$REPLICANT_ARGS`).
+    pub fn start_with(src: &RedisServer, more: &[&str]) -> Replicant {
         let dst = RedisServer::start();
         let recording = profile::record("replicant");
         let log = std::fs::File::create(dst.dir().join("replicant.log")).expect("log file");
@@ -133,6 +138,7 @@ impl Replicant {
             .arg("--state-dir")
             .arg(dst.dir().join("replicant-state"))
             .args(extra_args())
+            .args(more)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
