@@ -27,6 +27,8 @@
 //! - [`fixtures`]: where the RDB fixtures live and what their headers say.
 //! - [`relay`]: a TCP relay between replicant and a server that a test can cut (a network
 //!   fault the server did not cause).
+//! - [`netns`]: a network namespace joined by veth pairs, to run replicant across a real link
+//!   that a test can cut or slow down (`ip link … down`, `tc … netem`).
 //! - [`tls`]: certificates made for a test (CA, server, client, expired, wrong name).
 //! - [`wait`]: polling with deadlines (no fixed sleeps anywhere) and the timeout scale.
 //! - [`rng`]: a tiny seeded generator, so workloads and random inputs repeat exactly.
@@ -40,6 +42,7 @@ pub mod dataset;
 pub mod display;
 pub mod fixtures;
 pub mod manifest;
+pub mod netns;
 pub mod relay;
 pub mod replicant;
 pub mod rng;

@@ -197,12 +197,20 @@ pub struct SyncProcess {
 pub struct SyncBuilder {
     args: Vec<OsString>,
     env: Vec<(String, String)>,
+    /// Runs it inside this network namespace (`ip netns exec NAME`).
+    netns: Option<String>,
 }
 
 impl SyncBuilder {
     /// Adds command-line arguments after `--source … --target …`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(OsString::from(arg));
+        self
+    }
+
+    /// Runs replicant inside the network namespace `ns` (see [`crate::netns`]).
+    pub fn in_netns(mut self, ns: &crate::netns::Netns) -> Self {
+        self.netns = Some(ns.name().to_string());
         self
     }
 
@@ -219,7 +227,7 @@ impl SyncBuilder {
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
         SyncProcess {
-            process: Process::spawn(&self.args, &env),
+            process: Process::spawn_in(&self.args, &env, self.netns.as_deref()),
         }
     }
 }
@@ -237,6 +245,7 @@ impl SyncProcess {
                 .map(OsString::from)
                 .collect(),
             env: Vec::new(),
+            netns: None,
         }
     }
 
@@ -397,13 +406,26 @@ struct Process {
 
 impl Process {
     fn spawn(args: &[OsString], env: &[(&str, &str)]) -> Process {
+        Self::spawn_in(args, env, None)
+    }
+
+    /// In network namespace `netns`, if given (`ip netns exec` runs replicant in its place:
+    /// the child's pid is replicant's).
+    fn spawn_in(args: &[OsString], env: &[(&str, &str)], netns: Option<&str>) -> Process {
         let dir = tempfile::Builder::new()
             .prefix("replicant-run-")
             .tempdir()
             .expect("cannot create a temp dir for replicant's output");
         let stdout = File::create(dir.path().join("stdout.log")).expect("cannot create stdout.log");
         let stderr = File::create(dir.path().join("stderr.log")).expect("cannot create stderr.log");
-        let mut command = Command::new(binary());
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
         // Free ports for a sync's metrics and admin listeners: tests run side by side (a
         // test's own --metrics-addr/--admin-addr, given later, wins).
         let listeners: &[&str] = if args.first().is_some_and(|a| a == "sync") {
