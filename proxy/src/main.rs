@@ -1,35 +1,9 @@
 //! `replicant`: migrate a live Redis to another Redis by registering with the source as a
-//! replica, copying its snapshot and following its replication stream.
-//!
-//! # Layout
-//! - `cli`: the command line. `config`: URLs and which side is which. `fatal`: the one-line
-//!   error a failed run ends with. `shutdown`: signals as a cancellation token.
-//! - `source`: the replica link (handshake, RDB transfer, replication stream, ACKs).
-//! - `apply`: the destination writer set up from the command line (the work itself is in the
-//!   `replay` crate).
-//! - `spool`: the buffer (memory, then disk) between the source socket and the planner.
-//! - `state`: the state directory and its checkpoint, for continuing after a restart.
-//! - `status`: what the run reports: metrics, health, the admin port, heartbeats, summaries.
-//! - `sync`, `load`: the two commands that write; `verify`: the comparison of both sides;
-//!   `cleanup`: removes replicant's state keys from a destination.
+//! replica, copying its snapshot and following its replication stream. The work is in the
+//! library (`src/lib.rs`, which lists the modules); this is the command line's entry point.
 #![forbid(unsafe_code)]
 
-mod apply;
-mod check;
-mod cleanup;
-mod cli;
-mod config;
-mod cutover;
-mod fatal;
-mod load;
-mod shutdown;
-mod source;
-mod spool;
-mod state;
-mod status;
-mod sync;
-mod verify;
-
+use replicant::{check, cleanup, cli, cutover, load, shutdown, sync, verify};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
