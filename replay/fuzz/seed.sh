@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 data=../../tests/data
-mkdir -p corpus/rdb_snapshot corpus/stream_plan corpus/replies
+mkdir -p corpus/rdb_snapshot corpus/stream_plan corpus/replies corpus/flags
 for f in "$data"/rdb/*/*.rdb; do
   (printf '\x07'; cat "$f") > "corpus/rdb_snapshot/$(basename "$f")"
 done
@@ -31,3 +31,14 @@ frame() { # RESP array of bulk strings from the arguments
 cp "$data/command/redis-7.0.15.resp" corpus/replies/command-7.0
 cp "$data/command/redis-6.2.16.resp" corpus/replies/command-6.2
 printf '+OK\r\n-ERR syntax error\r\n:12\r\n$3\r\nabc\r\n*2\r\n$1\r\na\r\n:1\r\n' > corpus/replies/mixed
+
+# Command lines (arguments separated by NUL) and URLs, as the README writes them.
+args() { local IFS=$'\x01'; printf '%s' "$*" | tr '\001' '\000'; }
+args sync --source redis://127.0.0.1:6379 --target 'rediss://user:p%40ss@[::1]:7000' --db-map 3:0,5:0 > corpus/flags/sync
+args verify --source redis://a:1 --target b:2 --mode sample --round-wait 1.5s > corpus/flags/verify
+args cleanup --target 'redis://:secret@h/0' --state-key-prefix 'x*:' > corpus/flags/cleanup
+args cutover --admin 127.0.0.1:9478,127.0.0.1:9479 --pause-timeout 30 > corpus/flags/cutover
+mkdir -p corpus/urls
+printf 'rediss://u:%%zz@host:99999/3' > corpus/urls/bad
+printf 'redis://user:p%%40ss@[::1]:7000' > corpus/urls/ipv6
+printf '1.5s' > corpus/urls/duration
