@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::queue::{queue, OpReceiver, OpSender};
 use super::recovery::{returned_kind, Recovery, Returned};
 use super::reply::{classify_error, Action};
-use super::stall::{read_watched, StallWatch};
+use super::stall::{read_watched, FailoverPeers, StallWatch};
 use super::tx_track::{Outcome, Seen, Transactions};
 use super::{DestError, Progress};
 use crate::cmd::{Command, Op};
@@ -53,6 +53,9 @@ pub struct WriterConfig {
     pub hold_on_refusal: bool,
     /// Silence while replies are due before the node is probed (`--target-timeout`).
     pub reply_timeout: Duration,
+    /// Cluster nodes to ask, when this node answers nobody, whether it was failed over (see
+    /// [`super::stall`]); none: wait for it.
+    pub failover_peers: FailoverPeers,
 }
 
 impl WriterConfig {
@@ -69,6 +72,7 @@ impl WriterConfig {
             retry_connect: Duration::from_secs(600),
             hold_on_refusal: false,
             reply_timeout: Duration::from_secs(30),
+            failover_peers: FailoverPeers::default(),
         }
     }
 }
@@ -113,6 +117,7 @@ impl Writer {
             bytes: Arc::new(Semaphore::new(max_bytes)),
             max_cmds,
             max_bytes,
+            dead: Arc::new(Notify::new()),
         };
         let hold = cfg.recovery.clone().filter(|_| cfg.hold_on_refusal);
         let send = tokio::spawn(send_loop(
@@ -128,6 +133,7 @@ impl Writer {
             timeout: cfg.reply_timeout.max(Duration::from_secs(1)),
             give_up: cfg.retry_connect,
             connect_timeout: cfg.connect_timeout,
+            peers: cfg.failover_peers.clone(),
         };
         let recv = tokio::spawn(recv_loop(
             rd,
@@ -248,6 +254,9 @@ struct Window {
     bytes: Arc<Semaphore>,
     max_cmds: usize,
     max_bytes: usize,
+    /// Told when the receive task stopped: a write still waiting (a peer that reads nothing)
+    /// fails instead of waiting for ever.
+    dead: Arc<Notify>,
 }
 
 impl Window {
@@ -289,6 +298,7 @@ impl Window {
     fn close(&self) {
         self.cmds.close();
         self.bytes.close();
+        self.dead.notify_one();
     }
 
     /// A command's share of the byte window (a command larger than the window goes alone).
@@ -316,7 +326,7 @@ async fn send_batches(
             match rx.try_recv() {
                 Ok(b) => Some(b),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    flush(&mut wr, &mut out).await?;
+                    flush(&mut wr, &mut out, &window.dead).await?;
                     flushed = true;
                     continue;
                 }
@@ -324,13 +334,13 @@ async fn send_batches(
             }
         };
         let Some(batch) = batch else {
-            flush(&mut wr, &mut out).await?;
+            flush(&mut wr, &mut out, &window.dead).await?;
             return Ok(());
         };
         if hold.is_some_and(Recovery::frozen) {
             // Commands were refused: nothing more goes out until the sink has sent them again,
             // so that what follows them is not applied before them.
-            flush(&mut wr, &mut out).await?;
+            flush(&mut wr, &mut out, &window.dead).await?;
             let pend = never_sent(batch);
             if ptx.send(pend).is_err() {
                 return Ok(());
@@ -376,7 +386,7 @@ async fn send_group(
         group.extend(ops.next());
     }
     if !window.try_acquire(cmds as u32, bytes as u32) {
-        flush(wr, out).await?;
+        flush(wr, out, &window.dead).await?;
         if !window.acquire(cmds as u32, bytes as u32).await {
             // Closed: the receive task stopped and will report why.
             let mut rest = group;
@@ -402,7 +412,7 @@ async fn send_group(
             },
         })
         .collect();
-    let written = write_group(wr, out, &pend).await;
+    let written = write_group(wr, out, &pend, window).await;
     // Handed over whether or not writing failed: the receive task accounts for every command
     // of the group (answered, or handed back once the connection is found dead).
     if ptx.send(pend).is_err() {
@@ -415,31 +425,49 @@ async fn write_group(
     wr: &mut WriteHalf,
     out: &mut BytesMut,
     pend: &[Pend],
+    window: &Window,
 ) -> Result<(), DestError> {
     for cmd in pend.iter().filter_map(|p| p.cmd.as_ref()) {
         for chunk in cmd.chunks() {
             if chunk.len() >= DIRECT_WRITE {
-                flush(wr, out).await?;
-                wr.write_all(chunk).await?;
+                flush(wr, out, &window.dead).await?;
+                put(wr, chunk, &window.dead).await?;
             } else {
                 out.extend_from_slice(chunk);
             }
         }
         if out.len() >= 256 * 1024 {
-            flush(wr, out).await?;
+            flush(wr, out, &window.dead).await?;
         }
     }
     Ok(())
 }
 
 /// Writes what is buffered and pushes it out of a TLS session's buffer too (a no-op for TCP).
-async fn flush(wr: &mut WriteHalf, out: &mut BytesMut) -> Result<(), DestError> {
+async fn flush(wr: &mut WriteHalf, out: &mut BytesMut, dead: &Notify) -> Result<(), DestError> {
     if !out.is_empty() {
-        wr.write_all(out).await?;
+        put(wr, out, dead).await?;
         out.clear();
     }
-    wr.flush().await?;
-    Ok(())
+    tokio::select! {
+        r = wr.flush() => Ok(r?),
+        _ = dead.notified() => Err(abandoned()),
+    }
+}
+
+/// Writes `data`, unless the receive task stops meanwhile (then the connection is given up).
+async fn put(wr: &mut WriteHalf, data: &[u8], dead: &Notify) -> Result<(), DestError> {
+    tokio::select! {
+        r = wr.write_all(data) => Ok(r?),
+        _ = dead.notified() => Err(abandoned()),
+    }
+}
+
+fn abandoned() -> DestError {
+    DestError::Io(std::io::Error::new(
+        std::io::ErrorKind::BrokenPipe,
+        "the connection was given up while a write waited",
+    ))
 }
 
 async fn recv_loop(
