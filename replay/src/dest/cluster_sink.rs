@@ -177,6 +177,17 @@ impl ClusterSink {
     /// Delivers the stream exactly once, recorded in `keys` (`None`: at least once).
     pub fn set_exactly_once(&mut self, keys: Option<StateKeys>) {
         self.once_keys = keys;
+        self.set_failover_peers();
+    }
+
+    /// With exactly-once delivery, a hung master that the cluster failed over is followed
+    /// (its writers ask the other masters); without, it is waited for.
+    fn set_failover_peers(&self) {
+        let peers = match self.once_keys {
+            Some(_) => self.nodes(),
+            None => Vec::new(),
+        };
+        self.template.failover_peers.set(peers);
     }
 
     /// The record of exactly-once delivery, once a stream started.
@@ -597,6 +608,7 @@ impl ClusterSink {
             })
             .collect();
         self.router.set_topology(topo);
+        self.set_failover_peers();
         Ok(())
     }
 

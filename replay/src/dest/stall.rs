@@ -7,18 +7,26 @@
 //! node may still apply what it holds when it wakes, and sending it again would apply it
 //! twice), so the writer keeps waiting, says so once a minute and marks itself stalled for
 //! the metrics, and stops the run once the node has been silent for `--retry-connect`.
+//! Unless it is a cluster master that the cluster failed over meanwhile (its peers' `CLUSTER
+//! NODES` say `fail` or that it is a replica now), and the sink delivers exactly once: then
+//! the connection is treated as lost, the sink follows the slot map to the new master, reads
+//! back what it holds and sends the rest — a demoted node that wakes up discards what it
+//! applied when it syncs from its new master.
 //!
 //! It owns nothing but the probe connection, which it closes; it must not touch the writer's
 //! connection other than reading it.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
 use super::{DestError, Progress};
+use crate::cluster::nodes::parse_nodes;
 use crate::net::{connect_and_auth, Endpoint, ReadHalf};
+use crate::resp::frame_text;
 
 /// How a writer watches its replies.
 #[derive(Debug, Clone)]
@@ -29,6 +37,23 @@ pub struct StallWatch {
     /// Silence after which the run stops (`--retry-connect`).
     pub give_up: Duration,
     pub connect_timeout: Duration,
+    /// Whom to ask whether the node was failed over.
+    pub peers: FailoverPeers,
+}
+
+/// The other nodes of a cluster destination, shared by a sink with its writers (kept up to
+/// date as the slot map changes); empty: a hung node is waited for.
+#[derive(Debug, Clone, Default)]
+pub struct FailoverPeers(pub Arc<Mutex<Vec<Endpoint>>>);
+
+impl FailoverPeers {
+    pub fn set(&self, peers: Vec<Endpoint>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = peers;
+    }
+
+    fn get(&self) -> Vec<Endpoint> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// How often a node still silent is reported.
@@ -69,6 +94,17 @@ pub async fn read_watched(
                     continue;
                 }
                 answered_elsewhere = answers;
+                if !answers && failed_over(w).await {
+                    progress.stalled.store(false, Ordering::Release);
+                    return Err(DestError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{} answered nothing for {} s and the cluster failed it over: following the failover",
+                            w.endpoint,
+                            silent.as_secs()
+                        ),
+                    )));
+                }
                 if answers {
                     progress.stalled.store(false, Ordering::Release);
                     return Err(DestError::Io(std::io::Error::new(
@@ -90,6 +126,33 @@ pub async fn read_watched(
             }
         }
     }
+}
+
+/// Whether one of the peers says the node is failed or a replica now (its slots served by
+/// another master).
+async fn failed_over(w: &StallWatch) -> bool {
+    let wait = w.timeout.min(Duration::from_secs(5));
+    for peer in w.peers.get() {
+        if peer.host == w.endpoint.host && peer.port == w.endpoint.port {
+            continue;
+        }
+        let ask = async {
+            let mut c = connect_and_auth(&peer, w.connect_timeout).await.ok()?;
+            let reply = c.call(&["CLUSTER", "NODES"]).await.ok()?;
+            parse_nodes(&frame_text(&reply)).ok()
+        };
+        let Ok(Some(nodes)) = tokio::time::timeout(wait, ask).await else {
+            continue;
+        };
+        let Some(me) = nodes
+            .iter()
+            .find(|n| n.addr.host == w.endpoint.host && n.addr.port == w.endpoint.port)
+        else {
+            continue;
+        };
+        return me.failed || !me.master;
+    }
+    false
 }
 
 /// Whether the node answers a PING on a new connection (any reply counts, LOADING included).
