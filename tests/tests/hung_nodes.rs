@@ -149,3 +149,63 @@ fn a_source_stopped_for_45_s_is_followed_again_by_psync() {
     assert_eq!(stat(&source, "sync_full"), 1, "no copy again");
     sync.stop();
 }
+
+/// A master of a destination cluster SIGSTOPped during streaming, and failed over by the
+/// cluster while it is stopped: replicant does not wait for it (with exactly-once delivery,
+/// the default), it follows the slot map to the promoted replica, reads back what that holds
+/// and sends the rest. The stopped node is let go afterwards (it comes back as a replica and
+/// discards whatever it applied late); the destination equals the source.
+#[test]
+fn a_cluster_master_failed_over_while_stopped_is_followed() {
+    let _guard = heavy_test_guard();
+    let source = RedisServer::start();
+    let target = replicant_tests::cluster::RedisCluster::builder()
+        .masters(3)
+        .replicas_per_master(1)
+        .start();
+    let config = WorkloadConfig {
+        db0_only: true,
+        ..WorkloadConfig::default()
+    };
+    let workload = Workload::start(&source.url(), config);
+    let mut sync = SyncProcess::builder(&source.url(), &target.url())
+        .arg("--target-timeout")
+        .arg("3")
+        .start();
+    if let Err(err) = barrier::wait_for_replica_online(&source, TIMEOUT, || sync.check_running()) {
+        sync.fail(&err);
+    }
+    workload
+        .wait_for_ops(workload.ops() + 1_000, TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stopped = target.masters()[0].addr();
+    let promoted = target
+        .replica_of(&stopped)
+        .expect("a replica of the first master");
+    let pid = target.node(&stopped).expect("the node").pid();
+    signal("-STOP", pid);
+    // The cluster promotes the replica after its node timeout (2 s).
+    if let Err(err) = target.wait_for_role(&promoted, "master", TIMEOUT) {
+        signal("-CONT", pid);
+        sync.fail(&err);
+    }
+    wait_for_log(&mut sync, "following the failover", TIMEOUT);
+    // The writes go on into the promoted master while the old one is still stopped.
+    let until = workload.ops() + 1_000;
+    if let Err(err) = workload.wait_for_ops(until, TIMEOUT) {
+        signal("-CONT", pid);
+        sync.fail(&err);
+    }
+    if let Err(err) = sync.check_running() {
+        signal("-CONT", pid);
+        sync.fail(&err);
+    }
+    signal("-CONT", pid);
+    if let Err(err) = target.wait_for_role(&stopped, "slave", TIMEOUT) {
+        sync.fail(&err);
+    }
+    let report = workload.stop();
+    report.wait_for_short_ttls();
+    sync.synced_and_equal(&source, &target, TIMEOUT);
+    sync.stop();
+}
