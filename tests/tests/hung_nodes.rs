@@ -4,7 +4,8 @@
 //! rather than sending again what the node still holds, and after SIGCONT the destination
 //! equals the source under a non-idempotent load (INCR, APPEND, RPUSH, …: a write applied
 //! twice would show). The source's silence ends the link within `--source-timeout`, and the
-//! stream continues by PSYNC once it answers again.
+//! stream continues by PSYNC once it answers again. A master of a destination cluster stopped
+//! and failed over by the cluster meanwhile is followed to its promoted replica.
 
 use std::time::{Duration, Instant};
 
