@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::effect::Record;
 use super::effect::{Effects, Failure, Ran, Stage};
 use super::once::{self, Ledger, StateKeys};
 use super::recovery::{Recovery, Returned};
@@ -240,6 +241,54 @@ impl ClusterSink {
         self.open_tx.clear();
     }
 
+    /// With exactly-once delivery, before a planned write across slots runs: reads the records
+    /// of the slots it writes, and has every write of it record itself. Where every slot holds
+    /// the record, the write was applied before (a restart): only its scratch keys go. Where
+    /// some do, a run stopped while copying back: the copying back resumes for the others.
+    async fn record_cross_slot(
+        &mut self,
+        c: &CrossSlot,
+        topo: &crate::cluster::Topology,
+        stage: &mut Stage,
+    ) -> Result<(), DestError> {
+        let (Some(ledger), Some(offset)) = (self.ledger.as_mut(), c.offset) else {
+            return Ok(());
+        };
+        let slots = super::effect::written_slots(stage, &c.args);
+        once::read::read_cluster(&self.seed, topo, self.template.connect_timeout, ledger, Some(&slots))
+            .await?;
+        let done: Vec<u16> = slots
+            .iter()
+            .copied()
+            .filter(|s| ledger.applied_at(*s) >= offset)
+            .collect();
+        let sort = !crate::cluster::keys::sort_patterns(&c.args).is_empty();
+        if !done.is_empty() {
+            let whole = done.len() == slots.len();
+            if whole {
+                ledger.skipped += 1;
+            }
+            tracing::info!(
+                offset,
+                slots = slots.len(),
+                holding = done.len(),
+                "the destination holds a write across slots already: {}",
+                if whole { "not applied again" } else { "copying back the rest" }
+            );
+            match &*stage {
+                Stage::Run(p) if !sort => *stage = Stage::Back(p.clone(), Ran::Applied),
+                _ if whole => *stage = Stage::Done(Ran::Applied),
+                _ => {}
+            }
+        }
+        self.effects.record = Some(Record {
+            keys: ledger.keys.clone(),
+            value: once::encode(&ledger.replid, offset),
+            done,
+        });
+        Ok(())
+    }
+
     /// With exactly-once delivery, after a lost connection: leaves out of `items` the blocks
     /// the destination applied (their replies were lost), from the records read back now.
     async fn sent_before(&mut self, items: &mut Vec<(Command, Returned)>) -> Result<(), DestError> {
@@ -300,16 +349,37 @@ impl ClusterSink {
         let deadline = Instant::now() + self.template.retry_errors;
         let mut stage = Stage::Keys;
         let mut round = 0u32;
+        // Exactly-once delivery: the write's record, once its slots are known.
+        let mut recorded = self.ledger.is_none() || c.offset.is_none();
         let ran = loop {
             if let Stage::Done(r) = &stage {
                 break r.clone();
             }
             let topo = self.router.topology().clone();
+            let planned = matches!(stage, Stage::Direct(_) | Stage::Run(_));
+            if planned && !recorded {
+                match self.record_cross_slot(c, &topo, &mut stage).await {
+                    Ok(()) => recorded = true,
+                    Err(e) => {
+                        round += 1;
+                        if Instant::now() > deadline {
+                            return Err(e);
+                        }
+                        tracing::info!(error = %e, round, "cannot read the records of a write across slots yet; retrying");
+                        tokio::time::sleep(backoff(round)).await;
+                        let _ = self.refresh().await;
+                    }
+                }
+                continue;
+            }
             match self.effects.step(&self.seed, &topo, c, &mut stage).await {
                 Ok(()) => {}
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(e)) => {
                     self.effects.reset();
+                    // The write may have been applied before its reply was lost: its record
+                    // is read again before it is tried again.
+                    recorded = self.ledger.is_none() || c.offset.is_none();
                     round += 1;
                     if Instant::now() > deadline {
                         return Err(e);
@@ -322,6 +392,7 @@ impl ClusterSink {
                 }
             }
         };
+        self.effects.record = None;
         self.cross_slot += 1;
         if let Ran::KeyError(reply) = ran {
             let (name, key) = (

@@ -24,6 +24,7 @@ use bytes::Bytes;
 pub use plan::EffectPlan;
 
 use super::reply::{classify_error, Action};
+use super::once::StateKeys;
 use super::DestError;
 use crate::cluster::slot::key_slot;
 use crate::cluster::{NodeAddr, Topology};
@@ -56,11 +57,78 @@ pub enum Ran {
     KeyError(String),
 }
 
+/// What a write across slots records with exactly-once delivery: each slot it writes gets
+/// `SET <state key of the slot> <value>` in the same transaction as the write, and the slots
+/// that hold the record already (a run stopped half-way) are not written again.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub keys: StateKeys,
+    /// `<replid>:<offset>` of the command.
+    pub value: Bytes,
+    /// Slots whose record says the command is applied there.
+    pub done: Vec<u16>,
+}
+
+impl Record {
+    /// The commands that wrap `writes` to `slot`: `MULTI`, the writes, the record, `EXEC`.
+    fn wrap(&self, slot: u16, writes: Vec<Vec<Bytes>>) -> Vec<Vec<Bytes>> {
+        let mut tx = Vec::with_capacity(writes.len() + 3);
+        tx.push(vec![b("MULTI")]);
+        tx.extend(writes);
+        tx.push(vec![b("SET"), self.keys.applied(Some(slot)), self.value.clone()]);
+        tx.push(vec![b("EXEC")]);
+        tx
+    }
+}
+
+/// The slots a planned write across slots writes (for its record).
+pub fn written_slots(stage: &Stage, args: &[Bytes]) -> Vec<u16> {
+    let mut slots = match stage {
+        Stage::Direct(slot) => vec![*slot],
+        Stage::Run(_) if !crate::cluster::keys::sort_patterns(args).is_empty() => sort::parse(args)
+            .ok()
+            .and_then(|spec| spec.store)
+            .map(|store| vec![key_slot(&store)])
+            .unwrap_or_default(),
+        Stage::Run(p) => p
+            .keys
+            .iter()
+            .zip(&p.written)
+            .filter(|(_, w)| **w)
+            .map(|((real, _), _)| key_slot(real))
+            .collect(),
+        _ => Vec::new(),
+    };
+    slots.sort_unstable();
+    slots.dedup();
+    slots
+}
+
+/// The reply of a transaction's commands: the `i`-th command's own (from the EXEC array), or
+/// why the transaction was refused.
+fn tx_reply(replies: &[Frame], i: usize) -> Frame {
+    match replies.last() {
+        Some(Frame::Array(items)) => items.get(i).cloned().unwrap_or(Frame::Null),
+        Some(Frame::Error(e)) => {
+            // EXECABORT: the queued command's own refusal says more.
+            replies
+                .iter()
+                .skip(1)
+                .find(|f| matches!(f, Frame::Error(_)))
+                .cloned()
+                .unwrap_or_else(|| Frame::Error(e.clone()))
+        }
+        other => other.cloned().unwrap_or(Frame::Null),
+    }
+}
+
 /// Connections to the masters, kept between commands.
 #[derive(Debug)]
 pub struct Effects {
     /// Scratch keys are `<prefix>fx:…`.
     pub prefix: Bytes,
+    /// Exactly-once delivery: what the writes of the command being applied record.
+    pub record: Option<Record>,
     timeout: Duration,
     conns: HashMap<NodeAddr, Conn<Stream>>,
 }
@@ -69,6 +137,7 @@ impl Effects {
     pub fn new(prefix: Bytes, timeout: Duration) -> Self {
         Effects {
             prefix,
+            record: None,
             timeout,
             conns: HashMap::new(),
         }
@@ -151,6 +220,20 @@ impl Effects {
         from: &Bytes,
         to: &Bytes,
     ) -> Result<(), Failure> {
+        let write = self.dump_as(seed, topo, from, to).await?;
+        let r = self.call(seed, topo, key_slot(to), &[write]).await?;
+        check("RESTORE", to, &r[0])
+    }
+
+    /// The write that makes `to` a copy of `from` (read now): a `RESTORE … REPLACE`, or a
+    /// `DEL` when `from` does not exist.
+    async fn dump_as(
+        &mut self,
+        seed: &Endpoint,
+        topo: &Topology,
+        from: &Bytes,
+        to: &Bytes,
+    ) -> Result<Vec<Bytes>, Failure> {
         let dumped = self
             .call(
                 seed,
@@ -159,7 +242,7 @@ impl Effects {
                 &[vec![b("DUMP"), from.clone()], vec![b("PTTL"), from.clone()]],
             )
             .await?;
-        let write = match (&dumped[0], &dumped[1]) {
+        Ok(match (&dumped[0], &dumped[1]) {
             (Frame::BulkString(payload), Frame::Integer(ttl)) if *ttl != -2 => vec![
                 b("RESTORE"),
                 to.clone(),
@@ -169,9 +252,7 @@ impl Effects {
             ],
             (Frame::Null, _) | (_, Frame::Integer(-2)) => vec![b("DEL"), to.clone()],
             (d, t) => return Err(refusal("DUMP", from, d, t)),
-        };
-        let r = self.call(seed, topo, key_slot(to), &[write]).await?;
-        check("RESTORE", to, &r[0])
+        })
     }
 
     /// Copies the command's keys to the scratch slot, and runs it there.
@@ -217,9 +298,14 @@ impl Effects {
             return Ok(());
         }
         if applied {
-            for ((real, scratch), written) in plan.keys.iter().zip(&plan.written) {
-                if *written {
-                    self.copy(seed, topo, scratch, real).await?;
+            match self.record.clone() {
+                Some(rec) => self.copy_back_recorded(seed, topo, plan, &rec).await?,
+                None => {
+                    for ((real, scratch), written) in plan.keys.iter().zip(&plan.written) {
+                        if *written {
+                            self.copy(seed, topo, scratch, real).await?;
+                        }
+                    }
                 }
             }
         }
@@ -227,6 +313,36 @@ impl Effects {
         del.extend(plan.keys.iter().map(|(_, s)| s.clone()));
         let r = self.call(seed, topo, plan.slot, &[del]).await?;
         check("DEL", &plan.prefix_key(), &r[0])
+    }
+
+    /// Copies back, one transaction per slot written (its keys and its record together), the
+    /// slots that do not hold the record yet.
+    async fn copy_back_recorded(
+        &mut self,
+        seed: &Endpoint,
+        topo: &Topology,
+        plan: &EffectPlan,
+        rec: &Record,
+    ) -> Result<(), Failure> {
+        let mut per_slot: std::collections::BTreeMap<u16, Vec<(Bytes, Vec<Bytes>)>> =
+            std::collections::BTreeMap::new();
+        for ((real, scratch), written) in plan.keys.iter().zip(&plan.written) {
+            let slot = key_slot(real);
+            if !*written || rec.done.contains(&slot) {
+                continue;
+            }
+            let write = self.dump_as(seed, topo, scratch, real).await?;
+            per_slot.entry(slot).or_default().push((real.clone(), write));
+        }
+        for (slot, writes) in per_slot {
+            let keys: Vec<Bytes> = writes.iter().map(|(k, _)| k.clone()).collect();
+            let tx = rec.wrap(slot, writes.into_iter().map(|(_, w)| w).collect());
+            let r = self.call(seed, topo, slot, &tx).await?;
+            for (i, key) in keys.iter().enumerate() {
+                check("RESTORE", key, &tx_reply(&r, i))?;
+            }
+        }
+        Ok(())
     }
 
     /// A `SORT … STORE` whose patterns read other keys: read the elements and what the
@@ -321,8 +437,19 @@ impl Effects {
             push.extend(chunk.iter().cloned());
             tx.push(push);
         }
+        let store_slot = key_slot(&store);
+        if let Some(rec) = &self.record {
+            if rec.done.contains(&store_slot) {
+                return Ok(Ran::Applied);
+            }
+            tx.push(vec![
+                b("SET"),
+                rec.keys.applied(Some(store_slot)),
+                rec.value.clone(),
+            ]);
+        }
         tx.push(vec![b("EXEC")]);
-        let r = self.call(seed, topo, key_slot(&store), &tx).await?;
+        let r = self.call(seed, topo, store_slot, &tx).await?;
         match r.last() {
             Some(Frame::Array(_)) => Ok(Ran::Applied),
             Some(last) => Err(refusal("SORT … STORE (computed)", &store, last, last)),
@@ -337,6 +464,8 @@ impl Effects {
 pub enum Stage {
     /// Its keys are to be found.
     Keys,
+    /// Its keys share one slot after all (or it has none): it goes to that slot as it is.
+    Direct(u16),
     /// Its keys are known: copy them in and run it on the copies.
     Run(EffectPlan),
     /// It ran on the copies: copy the results back.
@@ -367,13 +496,12 @@ impl Effects {
                     .collect();
                 let one_slot = slots.windows(2).all(|w| w[0] == w[1]);
                 if one_slot && crate::cluster::keys::sort_patterns(&c.args).is_empty() {
-                    // Its keys share a slot after all (or it has none): it goes as it is.
-                    let slot = slots.first().copied().unwrap_or(0);
-                    Stage::Done(self.direct(seed, topo, slot, &c.args).await?)
+                    Stage::Direct(slots.first().copied().unwrap_or(0))
                 } else {
                     Stage::Run(plan::plan(&c.args, &at, &read_only, &self.prefix))
                 }
             }
+            Stage::Direct(slot) => Stage::Done(self.direct(seed, topo, *slot, &c.args).await?),
             Stage::Run(p) => {
                 let ran = self.run(seed, topo, p, &c.args).await?;
                 Stage::Back(p.clone(), ran)
@@ -440,8 +568,20 @@ impl Effects {
         slot: u16,
         args: &[Bytes],
     ) -> Result<Ran, Failure> {
-        let r = self.call(seed, topo, slot, &[args.to_vec()]).await?;
-        match frame_error(&r[0]) {
+        let reply = match self.record.clone() {
+            Some(rec) if rec.done.contains(&slot) => return Ok(Ran::Applied),
+            Some(rec) => {
+                let r = self
+                    .call(seed, topo, slot, &rec.wrap(slot, vec![args.to_vec()]))
+                    .await?;
+                tx_reply(&r, 0)
+            }
+            None => {
+                let mut r = self.call(seed, topo, slot, &[args.to_vec()]).await?;
+                r.swap_remove(0)
+            }
+        };
+        match frame_error(&reply) {
             None => Ok(Ran::Applied),
             Some(e) if retry_code(&e) => Err(Failure::Retry(refused(args, &e))),
             Some(e) if classify_error(&e) == Action::PerKey => Ok(Ran::KeyError(e)),
