@@ -69,6 +69,9 @@ pub struct Progress {
     pub db: AtomicU64,
     /// The node has answered nothing for `--target-timeout` while replies are due.
     pub stalled: std::sync::atomic::AtomicBool,
+    /// The connection is lost: the writer is handing back what it did not get an answer for
+    /// (it counts as stopped from then on, not as idle, until it has finished).
+    pub lost: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {

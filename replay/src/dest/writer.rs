@@ -180,9 +180,11 @@ impl Writer {
         recv.and(send)
     }
 
-    /// Whether the writer has stopped taking commands.
+    /// Whether the writer has stopped taking commands (or lost its connection, and is
+    /// handing back what was not answered).
     pub fn is_closed(&self) -> bool {
-        self.tx.as_ref().is_none_or(OpSender::is_closed)
+        self.progress.lost.load(Ordering::Acquire)
+            || self.tx.as_ref().is_none_or(OpSender::is_closed)
     }
 
     /// Whether both tasks have ended.
@@ -321,7 +323,12 @@ async fn send_batches(
     let mut flushed = true;
     loop {
         let batch = if flushed && out.is_empty() {
-            rx.recv().await
+            // Idle: woken by the next batch, or by the receive task stopping (a lost
+            // connection: this task ends too, so that the writer's hand-back can finish).
+            tokio::select! {
+                b = rx.recv() => b,
+                _ = window.dead.notified() => return Err(abandoned()),
+            }
         } else {
             match rx.try_recv() {
                 Ok(b) => Some(b),
@@ -500,6 +507,9 @@ async fn recv_loop(
     }
     // A cluster node went away: everything it did not answer goes back, in order, to be sent
     // again once the topology is known (at least once: some of it may have been applied).
+    // Until the hand-back is over, the writer counts as stopped, never as idle: what it has
+    // not handed back yet must not be overtaken by anything sent after it.
+    progress.lost.store(true, Ordering::Release);
     tracing::warn!(error = %e, "lost the connection to the destination; its unanswered commands will be sent again");
     txs.on_lost(rec);
     let mut back = |p: Pend| {
