@@ -30,4 +30,3 @@ pub mod state;
 pub mod status;
 pub mod sync;
 pub mod verify;
-

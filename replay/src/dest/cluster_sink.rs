@@ -255,8 +255,14 @@ impl ClusterSink {
             return Ok(());
         };
         let slots = super::effect::written_slots(stage, &c.args);
-        once::read::read_cluster(&self.seed, topo, self.template.connect_timeout, ledger, Some(&slots))
-            .await?;
+        once::read::read_cluster(
+            &self.seed,
+            topo,
+            self.template.connect_timeout,
+            ledger,
+            Some(&slots),
+        )
+        .await?;
         let done: Vec<u16> = slots
             .iter()
             .copied()
@@ -273,7 +279,11 @@ impl ClusterSink {
                 slots = slots.len(),
                 holding = done.len(),
                 "the destination holds a write across slots already: {}",
-                if whole { "not applied again" } else { "copying back the rest" }
+                if whole {
+                    "not applied again"
+                } else {
+                    "copying back the rest"
+                }
             );
             match &*stage {
                 Stage::Run(p) if !sort => *stage = Stage::Back(p.clone(), Ran::Applied),

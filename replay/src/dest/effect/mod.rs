@@ -23,8 +23,8 @@ use bytes::Bytes;
 
 pub use plan::EffectPlan;
 
-use super::reply::{classify_error, Action};
 use super::once::StateKeys;
+use super::reply::{classify_error, Action};
 use super::DestError;
 use crate::cluster::slot::key_slot;
 use crate::cluster::{NodeAddr, Topology};
@@ -75,7 +75,11 @@ impl Record {
         let mut tx = Vec::with_capacity(writes.len() + 3);
         tx.push(vec![b("MULTI")]);
         tx.extend(writes);
-        tx.push(vec![b("SET"), self.keys.applied(Some(slot)), self.value.clone()]);
+        tx.push(vec![
+            b("SET"),
+            self.keys.applied(Some(slot)),
+            self.value.clone(),
+        ]);
         tx.push(vec![b("EXEC")]);
         tx
     }
@@ -332,7 +336,10 @@ impl Effects {
                 continue;
             }
             let write = self.dump_as(seed, topo, scratch, real).await?;
-            per_slot.entry(slot).or_default().push((real.clone(), write));
+            per_slot
+                .entry(slot)
+                .or_default()
+                .push((real.clone(), write));
         }
         for (slot, writes) in per_slot {
             let keys: Vec<Bytes> = writes.iter().map(|(k, _)| k.clone()).collect();
