@@ -5,9 +5,12 @@
 //! destination), and — into a cluster — one destination master fails over to its replica.
 //! Afterwards the destination equals the source key by key, and the restarts said that the
 //! destination held more than the checkpoint (so the record was read back and used). A last
-//! check: `replicant cleanup` removes the state keys.
+//! check: `replicant cleanup` removes the state keys. Into the cluster, moves between keys of
+//! different slots (`LMOVE`, `SMOVE`, applied from their effect) run alongside.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -26,6 +29,84 @@ const KILLS: u32 = 10;
 const CLIENT_KILLS: u32 = 5;
 /// Said by a start that found the destination ahead of the checkpoint.
 const DEST_WINS: &str = "the destination wins";
+
+/// Writes across slots that are not idempotent, on a thread of their own until stopped:
+/// `LMOVE` between lists and `SMOVE` between sets whose keys are in different slots (a
+/// cluster destination applies them from their effect), at about 200 a second. A move applied
+/// twice moves one element too many.
+struct Moves {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+const MOVE_KEYS: usize = 6;
+
+impl Moves {
+    fn start(url: &str) -> Moves {
+        let mut con = server::connect(url).expect("connect to the source");
+        for i in 0..MOVE_KEYS {
+            let items: Vec<String> = (0..40).map(|n| format!("e{i}-{n}")).collect();
+            redis::cmd("RPUSH")
+                .arg(format!("mv:l:{i}"))
+                .arg(&items)
+                .query::<()>(&mut con)
+                .expect("RPUSH");
+            redis::cmd("SADD")
+                .arg(format!("mv:s:{i}"))
+                .arg(&items)
+                .query::<()>(&mut con)
+                .expect("SADD");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let (s, d) = (stop.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !s.load(Ordering::Acquire) {
+                n += 1;
+                let (a, b) = (n % MOVE_KEYS, (n * 7 + 1) % MOVE_KEYS);
+                if a == b {
+                    continue;
+                }
+                let r = if n % 3 == 0 {
+                    let member = format!("e{a}-{}", n % 40);
+                    redis::cmd("SMOVE")
+                        .arg(format!("mv:s:{a}"))
+                        .arg(format!("mv:s:{b}"))
+                        .arg(member)
+                        .query::<Value>(&mut con)
+                } else {
+                    redis::cmd("LMOVE")
+                        .arg(format!("mv:l:{a}"))
+                        .arg(format!("mv:l:{b}"))
+                        .arg("LEFT")
+                        .arg("RIGHT")
+                        .query::<Value>(&mut con)
+                };
+                r.map_err(|e| format!("move {n}: {e}"))?;
+                d.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        });
+        Moves {
+            stop,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .expect("the moves thread")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        self.done.load(Ordering::Relaxed)
+    }
+}
 
 fn source() -> RedisServer {
     RedisServer::builder()
@@ -200,11 +281,10 @@ fn a_cluster_destination_with_a_failover_applies_nothing_twice() {
         .replicas_per_master(1)
         .start();
     let dir = tempfile::tempdir().expect("state dir");
-    let config = WorkloadConfig {
-        db0_only: true,
-        ..WorkloadConfig::default()
-    };
-    let workload = Workload::start(&source.url(), config);
+    // With the cluster workload's writes across slots (split per slot, or within one slot),
+    // and moves across slots applied from their effect.
+    let workload = Workload::start(&source.url(), WorkloadConfig::for_cluster());
+    let moves = Moves::start(&source.url());
     workload
         .wait_for_ops(500, TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -229,6 +309,8 @@ fn a_cluster_destination_with_a_failover_applies_nothing_twice() {
         Some(&mut failover),
     );
     assert!(failed_over, "the failover ran");
+    let moved = moves.stop();
+    assert!(moved > 1_000, "{moved} moves across slots");
     // Keys with TTLs of a second or two are gone before the comparison.
     workload.stop().wait_for_short_ttls();
     sync.synced_and_equal(&source, &target, TIMEOUT);
