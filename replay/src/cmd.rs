@@ -19,7 +19,7 @@ pub struct Command {
 }
 
 /// Where a command goes in a cluster destination.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Route {
     /// Not planned for a cluster (a cluster sink refuses it: that would be a bug).
     #[default]

@@ -504,6 +504,7 @@ impl ClusterSink {
             for r in self.refused.iter_mut() {
                 items.extend(r.drain(..).map(|c| (c, Returned::Lost)));
             }
+            whole_blocks(&mut items);
             // A stopped writer either lost its connection (what it held is in `items`) or met
             // an error that stops the run: that error must not be lost with it.
             let mut i = 0;
@@ -711,6 +712,45 @@ impl ClusterSink {
     pub fn abort(&self) {
         for (_, w) in &self.writers {
             w.abort();
+        }
+    }
+}
+
+/// A transaction given back goes again as one, to one node: where one of its commands was
+/// redirected (MOVED before ASK), every command of it is (they share a slot), else they are
+/// routed by slot together. Blocks are followed per slot (several connections' may be
+/// interleaved).
+fn whole_blocks(items: &mut [(Command, Returned)]) {
+    let mut open: std::collections::HashMap<crate::cmd::Route, Vec<usize>> =
+        std::collections::HashMap::new();
+    for i in 0..items.len() {
+        let (cmd, _) = &items[i];
+        let route = cmd.route;
+        if cmd.is_named(b"MULTI") {
+            open.insert(route, vec![i]);
+            continue;
+        }
+        let Some(members) = open.get_mut(&route) else {
+            continue;
+        };
+        members.push(i);
+        if !cmd.is_named(b"EXEC") {
+            continue;
+        }
+        let members = open.remove(&route).unwrap_or_default();
+        let why = |want: fn(&Returned) -> bool| {
+            members
+                .iter()
+                .map(|&m| &items[m].1)
+                .find(|w| want(w))
+                .cloned()
+        };
+        let unified = why(|w| matches!(w, Returned::Moved { .. }))
+            .or_else(|| why(|w| matches!(w, Returned::Ask { .. })));
+        if let Some(w) = unified {
+            for m in members {
+                items[m].1 = w.clone();
+            }
         }
     }
 }

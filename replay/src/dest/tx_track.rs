@@ -35,12 +35,12 @@ pub struct Transactions {
 }
 
 /// How a command of the block fared.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// Never written to the connection.
     pub unsent: bool,
-    /// Answered with a refusal that sends it back (LOADING, BUSY, MOVED, …).
-    pub refused: bool,
+    /// Answered with a refusal that sends it back (LOADING, BUSY, MOVED, …), and which.
+    pub refused: Option<Returned>,
     /// Answered with any error.
     pub error: bool,
 }
@@ -48,6 +48,9 @@ pub struct Outcome {
 impl Transactions {
     /// Called for every command in the order sent, once its fate is known.
     pub fn on_command(&mut self, rec: &Recovery, cmd: &Command, db: u64, o: Outcome) -> Seen {
+        // The command itself goes back for what it met (a redirection is followed for the
+        // whole block by the sink); the rest of the block as waiting to be sent again.
+        let why = o.refused.clone().unwrap_or(Returned::Transient);
         let is_multi = cmd.is_named(b"MULTI");
         if is_multi {
             self.open = Some(Open {
@@ -64,17 +67,17 @@ impl Transactions {
             t.multi_ok = true;
         }
         if t.back {
-            if is_exec && !o.unsent && !o.refused {
+            if is_exec && !o.unsent && o.refused.is_none() {
                 // EXEC answered (EXECABORT): the server closed the block itself.
                 rec.set_discard(false);
             }
-            rec.hand_back(cmd.clone(), Returned::Transient, db);
+            rec.hand_back(cmd.clone(), why, db);
             if is_exec {
                 self.open = None;
             }
             return Seen::HandedBack;
         }
-        if o.unsent || o.refused {
+        if o.unsent || o.refused.is_some() {
             t.back = true;
             if t.multi_ok {
                 rec.set_discard(true);
@@ -82,7 +85,7 @@ impl Transactions {
             for (c, d) in t.cmds.drain(..) {
                 rec.hand_back(c, Returned::Transient, d);
             }
-            rec.hand_back(cmd.clone(), Returned::Transient, db);
+            rec.hand_back(cmd.clone(), why, db);
             if is_exec {
                 self.open = None;
             }
@@ -116,12 +119,12 @@ mod tests {
 
     const OK: Outcome = Outcome {
         unsent: false,
-        refused: false,
+        refused: None,
         error: false,
     };
     const BUSY: Outcome = Outcome {
         unsent: false,
-        refused: true,
+        refused: Some(Returned::Transient),
         error: true,
     };
 

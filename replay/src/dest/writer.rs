@@ -599,7 +599,7 @@ async fn recv_one(
             let db = intended_db(progress, cmd);
             let o = Outcome {
                 unsent: true,
-                refused: false,
+                refused: None,
                 error: false,
             };
             if txs.on_command(rec, cmd, db, o) == Seen::Normal {
@@ -643,7 +643,7 @@ async fn recv_one(
         let kind = error.as_deref().and_then(returned_kind);
         let o = Outcome {
             unsent: false,
-            refused: kind.is_some(),
+            refused: kind.clone(),
             error: error.is_some(),
         };
         if txs.on_command(rec, cmd, db, o) == Seen::HandedBack {
