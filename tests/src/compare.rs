@@ -40,7 +40,7 @@ use redis::{Connection, Value};
 
 use crate::display::{show, text};
 use side::Side;
-pub use side::{Compared, Endpoints};
+pub use side::{is_replicant_key, replicant_key_count, Compared, Endpoints};
 use streams::{accept_stale_entries_read, lines_diff, stream_summary};
 use values::describe_value_difference;
 

@@ -201,6 +201,29 @@ pub const STATE_PREFIXES: [&[u8]; 3] = [
     b"replicant:shard-",
 ];
 
+/// How many of the keys in the selected db of `con` are replicant's own (heartbeats, state
+/// keys): what a key count of a destination leaves out.
+pub fn replicant_key_count(con: &mut Connection) -> u64 {
+    let mut n = 0;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = query(
+            con,
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("replicant:*")
+                .arg("COUNT")
+                .arg(1000),
+        );
+        n += batch.iter().filter(|k| is_replicant_key(k)).count() as u64;
+        if next == 0 {
+            return n;
+        }
+        cursor = next;
+    }
+}
+
 /// Whether `key` is one of replicant's own (a heartbeat or a state key).
 pub fn is_replicant_key(key: &[u8]) -> bool {
     key.starts_with(HEARTBEAT_PREFIX) || STATE_PREFIXES.iter().any(|p| key.starts_with(p))
