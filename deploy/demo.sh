@@ -102,6 +102,9 @@ wait "$rpid" && status=0 || status=$?
 redis-cli -p "$src" --scan --pattern 'replicant:heartbeat:*' | while read -r k; do
   redis-cli -p "$src" del "$k" >/dev/null
 done
+# Its state keys on the destination (the record of exactly-once delivery) go the same way a
+# finished run's do: `replicant cleanup` (a cutover removes them itself).
+"$bin" cleanup --target "redis://127.0.0.1:$dst" 2>>"$work/replicant.log" | sed 's/^/    /'
 s_digest=$(redis-cli -p "$src" debug digest)
 d_digest=$(redis-cli -p "$dst" debug digest)
 s_keys=$(redis-cli -p "$src" info keyspace | tr -d '\r' | grep '^db' | tr '\n' ' ')
