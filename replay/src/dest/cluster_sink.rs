@@ -204,17 +204,14 @@ impl ClusterSink {
         offset: u64,
         read_back: bool,
     ) -> Result<(), DestError> {
-        let Some(keys) = self.once_keys.clone() else {
+        let Some(keys) = &self.once_keys else {
             return Ok(());
         };
-        if self
-            .ledger
-            .as_ref()
-            .is_some_and(|l| l.replid == replid.as_bytes() && read_back)
-        {
+        let Some(mut ledger) =
+            Ledger::begin(keys, self.ledger.as_ref(), replid, offset, read_back, true)
+        else {
             return Ok(());
-        }
-        let mut ledger = Ledger::new(keys, replid, offset, true);
+        };
         if read_back {
             let topo = self.router.topology().clone();
             once::read::read_cluster(
@@ -225,10 +222,7 @@ impl ClusterSink {
                 None,
             )
             .await?;
-            let (ahead, slots) = ledger.ahead();
-            if ahead > offset {
-                tracing::info!(checkpoint = offset, destination = ahead, slots, "the destination holds more of the stream than the checkpoint says: the destination wins, what it holds is not sent again");
-            }
+            ledger.say_ahead();
         }
         self.open_tx.clear();
         self.ledger = Some(ledger);
@@ -319,16 +313,7 @@ impl ClusterSink {
             Some(&slots),
         )
         .await?;
-        let keep = ledger.keep(&cmds);
-        let before = items.len();
-        let mut k = keep.into_iter();
-        items.retain(|_| k.next().unwrap_or(true));
-        if items.len() < before {
-            tracing::info!(
-                commands = before - items.len(),
-                "the destination applied these before the connection was lost: not sent again"
-            );
-        }
+        ledger.drop_applied(items, |(c, _)| c);
         Ok(())
     }
 

@@ -88,24 +88,18 @@ impl SingleSink {
         offset: u64,
         read_back: bool,
     ) -> Result<(), DestError> {
-        let Some(keys) = self.once_keys.clone() else {
+        let Some(keys) = &self.once_keys else {
             return Ok(());
         };
-        if self
-            .ledger
-            .as_ref()
-            .is_some_and(|l| l.replid == replid.as_bytes() && read_back)
-        {
+        let Some(mut ledger) =
+            Ledger::begin(keys, self.ledger.as_ref(), replid, offset, read_back, false)
+        else {
             return Ok(());
-        }
-        let mut ledger = Ledger::new(keys, replid, offset, false);
+        };
         if read_back {
             once::read::read_single(&self.cfg.endpoint, self.cfg.connect_timeout, &mut ledger)
                 .await?;
-            let (ahead, _) = ledger.ahead();
-            if ahead > offset {
-                tracing::info!(checkpoint = offset, destination = ahead, "the destination holds more of the stream than the checkpoint says: the destination wins, what it holds is not sent again");
-            }
+            ledger.say_ahead();
         }
         self.carry.clear();
         self.ledger = Some(ledger);
@@ -317,16 +311,7 @@ impl SingleSink {
             return Ok(());
         };
         once::read::read_single(&self.cfg.endpoint, self.cfg.connect_timeout, ledger).await?;
-        let keep = ledger.keep(&items.iter().map(|(c, _)| c).collect::<Vec<_>>());
-        let before = items.len();
-        let mut k = keep.into_iter();
-        items.retain(|_| k.next().unwrap_or(true));
-        if items.len() < before {
-            tracing::info!(
-                commands = before - items.len(),
-                "the destination applied these before the connection was lost: not sent again"
-            );
-        }
+        ledger.drop_applied(items, |(c, _)| c);
         Ok(())
     }
 

@@ -162,6 +162,49 @@ impl Ledger {
         }
     }
 
+    /// When a stream of `replid` starts at `offset`: the record to start from, `None` when
+    /// the one a sink has (`current`) goes on (the same stream continued in this process).
+    pub fn begin(
+        keys: &StateKeys,
+        current: Option<&Ledger>,
+        replid: &str,
+        offset: u64,
+        read_back: bool,
+        cluster: bool,
+    ) -> Option<Ledger> {
+        if current.is_some_and(|l| l.replid == replid.as_bytes() && read_back) {
+            return None;
+        }
+        Some(Ledger::new(keys.clone(), replid, offset, cluster))
+    }
+
+    /// Says so when what was read back goes beyond the checkpoint's offset.
+    pub fn say_ahead(&self) {
+        let (ahead, slots) = self.ahead();
+        if ahead > self.base {
+            tracing::info!(checkpoint = self.base, destination = ahead, slots, "the destination holds more of the stream than the checkpoint says: the destination wins, what it holds is not sent again");
+        }
+    }
+
+    /// Leaves out of `items` (given back in the order sent) the blocks the destination
+    /// applied, as [`Ledger::keep`] tells.
+    pub fn drop_applied<T>(
+        &mut self,
+        items: &mut Vec<T>,
+        cmd: impl Fn(&T) -> &crate::cmd::Command,
+    ) {
+        let keep = self.keep(&items.iter().map(&cmd).collect::<Vec<_>>());
+        let before = items.len();
+        let mut k = keep.into_iter();
+        items.retain(|_| k.next().unwrap_or(true));
+        if items.len() < before {
+            tracing::info!(
+                commands = before - items.len(),
+                "the destination applied these before the connection was lost: not sent again"
+            );
+        }
+    }
+
     /// The highest offset held beyond the base (for the log), and how many slots hold one.
     pub fn ahead(&self) -> (u64, usize) {
         let ahead: Vec<u64> = self
